@@ -139,4 +139,8 @@ type Heartbeat struct {
 	// that instant of its own clock.
 	GrantTo   NodeID
 	GrantEcho Time
+	// GrantIncarnation is the grantee's incarnation the promise was made
+	// to: a promise to an earlier life of a node (whose clock may have
+	// restarted) must not count for the new one.
+	GrantIncarnation uint64
 }
