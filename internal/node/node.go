@@ -33,6 +33,7 @@ package node
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"tandem/internal/membership"
@@ -465,6 +466,17 @@ func (n *Node) validVotes(now proto.Time) int {
 	return count
 }
 
+// voters names the nodes whose promises we hold, for reasons.
+func (n *Node) voters() string {
+	var names []string
+	for id, until := range n.votes {
+		if proto.NodeID(id) != n.self && n.now < until {
+			names = append(names, n.name(proto.NodeID(id)))
+		}
+	}
+	return strings.Join(names, " and ")
+}
+
 func (n *Node) leaseValid(now proto.Time) bool { return n.validVotes(now) >= 2 }
 
 // leaseExpiry is when the holder's majority runs out, if nothing renews it.
@@ -581,20 +593,18 @@ func (n *Node) decide() {
 	}
 	n.becomeCandidate()
 	if n.validVotes(n.now) >= 2 {
-		reason := fmt.Sprintf("%s agreed", n.name(n.peer))
+		var reason string
 		switch {
 		case p.HandoverTo == n.self:
 			reason = fmt.Sprintf("%s handed the group over", n.name(n.peer))
 		case n.wantGroup:
-			reason = "takeover requested by operator; " + reason
+			reason = "takeover requested by operator"
 		case !n.peerEligible():
-			reason = fmt.Sprintf("%s is not eligible (standby or failed); %s", n.name(n.peer), reason)
-		case n.self == n.cfg.Preferred:
-			reason = "preferred node; " + reason
+			reason = fmt.Sprintf("%s is not eligible (standby or failed resources)", n.name(n.peer))
+		default:
+			reason = "preferred node"
 		}
-		if n.votes[n.peer] <= n.now {
-			reason = fmt.Sprintf("%s and the witness agreed", n.name(n.self))
-		}
+		reason += "; votes from " + n.voters()
 		n.acquire(ByAgreement, reason)
 	}
 }
