@@ -2,7 +2,4 @@ module tandem
 
 go 1.26.8
 
-require (
-	github.com/google/go-cmp v0.7.0 // indirect
-	pgregory.net/rapid v1.3.0 // indirect
-)
+require pgregory.net/rapid v1.3.0

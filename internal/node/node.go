@@ -321,6 +321,9 @@ func (n *Node) heartbeat() {
 	if n.wantGroup {
 		hb.Flags |= proto.WantGroup
 	}
+	if n.abstaining() {
+		hb.Flags |= proto.Abstaining
+	}
 	if n.promisedTo != proto.NoNode && n.promisedTo != n.self && n.now < n.promiseUntil {
 		hb.GrantTo = n.promisedTo
 		hb.GrantEcho = n.grantEcho
@@ -516,9 +519,7 @@ func (n *Node) withdraw() {
 // ---- deciding ----
 
 func (n *Node) eligible() bool {
-	// While abstaining we cannot campaign: say so, so a holder does not hand
-	// the group to us (auto_failback) only to wait a lease period for us.
-	if n.cfg.IsWitness || n.standby || n.state == proto.Blocked || n.abstaining() {
+	if n.cfg.IsWitness || n.standby || n.state == proto.Blocked {
 		return false
 	}
 	for _, f := range n.failcount {
@@ -531,9 +532,15 @@ func (n *Node) eligible() bool {
 
 func (n *Node) peerLast() *proto.Heartbeat { return &n.mem.Peer(n.peer).Last }
 
+// peerEligible: the peer could take the group now (alive, not standby or
+// failed, and past its start-up abstention, so a holder does not hand the
+// group to a node that must first wait a lease period).
 func (n *Node) peerEligible() bool {
-	return !n.peerDead[n.peer] && n.mem.Peer(n.peer).Heard && n.peerLast().Flags&proto.Ineligible == 0
+	return !n.peerDead[n.peer] && n.mem.Peer(n.peer).Heard && n.peerLast().Flags&(proto.Ineligible|proto.Abstaining) == 0
 }
+
+// peerIneligible: the peer said it will not take the group.
+func (n *Node) peerIneligible() bool { return n.peerLast().Flags&proto.Ineligible != 0 }
 
 // peerOutranks breaks ties when both data nodes want the group at once.
 func (n *Node) peerOutranks() bool {
@@ -580,7 +587,7 @@ func (n *Node) decide() {
 		n.withdraw()
 		return // we gave it away; wait for the peer to take it
 	}
-	designated := n.self == n.cfg.Preferred || !n.peerEligible() || p.HandoverTo == n.self || n.wantGroup
+	designated := n.self == n.cfg.Preferred || n.peerIneligible() || p.HandoverTo == n.self || n.wantGroup
 	if p.Flags&proto.WantVotes != 0 && n.peerEligible() && n.peerOutranks() {
 		designated = false
 	}
@@ -599,7 +606,7 @@ func (n *Node) decide() {
 			reason = fmt.Sprintf("%s handed the group over", n.name(n.peer))
 		case n.wantGroup:
 			reason = "takeover requested by operator"
-		case !n.peerEligible():
+		case n.peerIneligible():
 			reason = fmt.Sprintf("%s is not eligible (standby or failed resources)", n.name(n.peer))
 		default:
 			reason = "preferred node"
@@ -868,7 +875,7 @@ func (n *Node) runGroup() {
 	case g.target == 0:
 		n.stopped()
 	default:
-		if n.state == proto.Starting {
+		if n.state != proto.Primary {
 			n.setState(proto.Primary, fmt.Sprintf("group started (%d resources)", len(n.cfg.Group)))
 		}
 		n.monitor()
@@ -939,7 +946,11 @@ func (n *Node) admin(cmd Admin) {
 			n.failcount[i] = 0
 		}
 		if n.state == proto.Blocked {
-			n.setState(proto.Stopping, "cleanup by operator: retrying the stop")
+			if n.group.target == 0 {
+				n.setState(proto.Stopping, "cleanup by operator: retrying the stop")
+			} else {
+				n.setState(proto.Starting, "cleanup by operator: restarting the failed resource")
+			}
 		}
 	}
 	n.note("operator: %s", cmd)

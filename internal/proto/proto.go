@@ -110,6 +110,9 @@ const (
 	// WantGroup: an operator asked the sender to take the group (takeover);
 	// the holder should hand it over.
 	WantGroup
+	// Abstaining: the sender started less than a lease period ago; it may
+	// have forgotten a promise, so it neither votes nor campaigns yet.
+	Abstaining
 )
 
 // Heartbeat is the one message nodes exchange. The same heartbeat (same Seq)

@@ -1,0 +1,38 @@
+// Command tandem is the one binary: the simulator today; the daemon, status
+// and admin verbs as they land. It only wires packages together.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `usage: tandem <command> [flags]
+
+commands:
+  sim     run the simulated cluster for one seed and print its trace
+  demo    the tutorial's failover story, played in the simulator
+  help    this text
+
+Run 'tandem <command> -h' for a command's flags.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var code int
+	switch os.Args[1] {
+	case "sim":
+		code = runSim(os.Args[2:], os.Stdout, os.Stderr)
+	case "demo":
+		code = runDemo(os.Args[2:], os.Stdout, os.Stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(os.Stdout, usage)
+	default:
+		fmt.Fprintf(os.Stderr, "tandem: unknown command %q\n\n%s", os.Args[1], usage)
+		code = 2
+	}
+	os.Exit(code)
+}
