@@ -86,6 +86,9 @@ func (s *Sim) applyStep(st faults.Step) {
 				ppm = -max
 			}
 		}
+		if s.machines[st.Node].clock.DriftPPM() == ppm {
+			return
+		}
 		s.tracef("@ %s", line)
 		s.machines[st.Node].clock.SetDrift(s.now, ppm)
 	case faults.ClockJump:

@@ -42,7 +42,7 @@ type Options struct {
 	Rates    faults.Rates
 	Schedule faults.Schedule
 	// Safety is how long faults happen; Liveness how long the cluster then
-	// gets to settle before convergence is checked.
+	// gets to settle before convergence is checked (0: no liveness check).
 	Safety, Liveness time.Duration
 	// Trace receives one line per event; nil for none (faster).
 	Trace io.Writer
@@ -296,7 +296,9 @@ func (s *Sim) Run() Result {
 	}
 	s.now = end
 	s.res.Simulated = end
-	s.checks.final()
+	if s.opt.Liveness > 0 {
+		s.checks.final()
+	}
 	s.res.Primary = -1
 	for _, m := range s.machines {
 		st := proto.State(0)

@@ -3,8 +3,8 @@ package sim
 import (
 	"bytes"
 	"flag"
-	"os"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"

@@ -167,7 +167,7 @@ func (t *Tracker) Silence(peer proto.NodeID, now proto.Time) string {
 			parts = append(parts, m.Name+" never heard")
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%s silent %v", m.Name, now.Sub(m.LastHeard)))
+		parts = append(parts, fmt.Sprintf("%s silent %v", m.Name, now.Sub(m.LastHeard).Round(time.Millisecond)))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -44,7 +44,7 @@ func testConfig(self proto.NodeID, nodes int, fencing Fencing) Config {
 		Keepalive: 200 * time.Millisecond, Deadtime: 2 * time.Second, Initdead: 4 * time.Second,
 		Fencing: fencing, FenceDelay: time.Second, FenceTimeout: 3 * time.Second, FenceRetry: time.Second,
 		Preferred: 0,
-		Group: []Resource{{Name: "disk"}, {Name: "fs:/replicated"}, {Name: "ip:192.168.1.5/24"}, {Name: "service:sendmail", MonitorInterval: time.Second}},
+		Group:     []Resource{{Name: "disk"}, {Name: "fs:/replicated"}, {Name: "ip:192.168.1.5/24"}, {Name: "service:sendmail", MonitorInterval: time.Second}},
 	}
 	var peers []proto.NodeID
 	for i := 0; i < nodes; i++ {
@@ -87,7 +87,9 @@ func (h *harness) crash(i int) {
 	h.logf("%v %s CRASH", h.now, h.nodes[i].cfg.Names[i])
 }
 
-func (h *harness) logf(format string, args ...any) { h.log = append(h.log, fmt.Sprintf(format, args...)) }
+func (h *harness) logf(format string, args ...any) {
+	h.log = append(h.log, fmt.Sprintf(format, args...))
+}
 
 // run advances the world to until, checking the single-primary rule.
 func (h *harness) run(until proto.Time) {

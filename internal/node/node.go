@@ -755,7 +755,7 @@ func (n *Node) fenceDone(id uint64, ok bool, msg string) {
 	took := n.now.Sub(n.fence.started)
 	if ok {
 		n.fence.fenced = true
-		n.emit(Event{Kind: FenceSucceeded, Peer: n.peer, Reason: fmt.Sprintf("fenced %s in %v", n.name(n.peer), took)})
+		n.emit(Event{Kind: FenceSucceeded, Peer: n.peer, Reason: fmt.Sprintf("fenced %s in %v", n.name(n.peer), took.Round(time.Millisecond))})
 		return
 	}
 	n.failFence(fmt.Sprintf("fencing %s failed after %v: %s", n.name(n.peer), took, msg))
