@@ -101,7 +101,7 @@ func TestRapidSchedules(t *testing.T) {
 				if len(res.Violations) > 0 {
 					_ = os.WriteFile("/tmp/rapidtrace.txt", trace.Bytes(), 0o644)
 					rt.Fatalf("%v\nschedule:\n%s\ntrace tail:\n%s", res.Violations[0],
-						opt.Schedule.Format(opt.Names), tail(trace.String(), 40))
+						opt.Schedule.Format([]string{"server1", "server2", "witness"}[:opt.Nodes]), tail(trace.String(), 40))
 				}
 			})
 		})
