@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"tandem/faults"
@@ -117,4 +116,3 @@ func summary(seed uint64, res sim.Result, wall time.Duration) string {
 		seed, res.Simulated, wall.Round(time.Millisecond), speed, res.Failovers, res.FalseFailovers, len(res.Violations))
 }
 
-var _ = strings.TrimSpace

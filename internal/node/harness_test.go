@@ -24,6 +24,8 @@ type harness struct {
 	log    []string
 	// failStart[node][res] makes starts fail.
 	failStart map[[2]int]bool
+	// failMonitor[node][res] counts monitor failures still to report.
+	failMonitor map[[2]int]int
 	fenceOK   bool
 	primaries int
 }
@@ -60,7 +62,7 @@ func testConfig(self proto.NodeID, nodes int, fencing Fencing) Config {
 }
 
 func newHarness(t *testing.T, nodes int, fencing Fencing, tweak func(*Config)) *harness {
-	h := &harness{t: t, failStart: map[[2]int]bool{}, fenceOK: true}
+	h := &harness{t: t, failStart: map[[2]int]bool{}, failMonitor: map[[2]int]int{}, fenceOK: true}
 	for i := 0; i < nodes; i++ {
 		cfg := testConfig(proto.NodeID(i), nodes, fencing)
 		if tweak != nil {
@@ -136,7 +138,12 @@ func (h *harness) perform(from int, o Output) {
 			h.push(h.now+latency, int(o.To), Input{Kind: Receive, Medium: o.Medium, Msg: o.Msg})
 		}
 	case Action:
-		ok := !(o.Op == Start && h.failStart[[2]int{from, o.Resource}])
+		key := [2]int{from, o.Resource}
+		ok := !(o.Op == Start && h.failStart[key])
+		if o.Op == Monitor && h.failMonitor[key] > 0 {
+			h.failMonitor[key]--
+			ok = false
+		}
 		h.push(h.now+10*latency, from, Input{Kind: ActionDone, ID: o.ID, OK: ok, Err: "simulated failure"})
 	case Fence:
 		if h.fenceOK {

@@ -113,3 +113,66 @@ func TestStartFailureMovesGroup(t *testing.T) {
 	h.run(sec(4))
 	h.expect("Secondary Primary")
 }
+
+func TestMonitorFailuresRestartThenMigrate(t *testing.T) {
+	h := newHarness(t, 2, FenceStonith, func(c *Config) { c.MigrationThreshold = 3 })
+	h.run(sec(3))
+	h.expect("Primary Secondary")
+	// Two failures: restarted in place each time, the group stays.
+	h.failMonitor[[2]int{0, 3}] = 2
+	h.run(sec(10))
+	h.expect("Primary Secondary")
+	log := strings.Join(h.log, "\n")
+	if strings.Count(log, "restarting it") != 2 {
+		t.Fatalf("want two in-place restarts:\n%s", log)
+	}
+	// The third failure reaches the threshold: the group moves.
+	h.failMonitor[[2]int{0, 3}] = 1
+	h.run(sec(15))
+	h.expect("Secondary Primary")
+	if !strings.Contains(strings.Join(h.log, "\n"), "moving the group away") {
+		t.Fatalf("migration not reported:\n%s", strings.Join(h.log, "\n"))
+	}
+}
+
+func TestTakeoverByOperator(t *testing.T) {
+	h := newHarness(t, 2, FenceStonith, nil)
+	h.run(sec(3))
+	h.expect("Primary Secondary")
+	h.push(h.now, 1, Input{Kind: AdminCommand, Admin: Takeover})
+	h.run(sec(4))
+	h.expect("Secondary Primary")
+	if h.primaries != 1 {
+		t.Fatalf("saw %d primaries at once", h.primaries)
+	}
+	// auto_failback is off: server1 does not take it back.
+	h.run(sec(20))
+	h.expect("Secondary Primary")
+}
+
+func TestStandbyRefusedWithoutPeer(t *testing.T) {
+	h := newHarness(t, 2, FenceStonith, nil)
+	h.run(sec(3))
+	h.crash(1)
+	h.run(sec(10))
+	h.push(h.now, 0, Input{Kind: AdminCommand, Admin: Standby})
+	h.run(sec(11))
+	h.expect("Primary down")
+	if !strings.Contains(strings.Join(h.log, "\n"), "standby refused") {
+		t.Fatalf("refusal not reported:\n%s", strings.Join(h.log, "\n"))
+	}
+}
+
+// TestDeterministicOutputs: the same inputs give the same outputs.
+func TestDeterministicOutputs(t *testing.T) {
+	run := func() string {
+		h := newHarness(t, 3, FenceWitness, nil)
+		h.run(sec(3))
+		h.crash(0)
+		h.run(sec(10))
+		return strings.Join(h.log, "\n")
+	}
+	if a, b := run(), run(); a != b {
+		t.Fatalf("two runs differ:\n%s\n---\n%s", a, b)
+	}
+}
