@@ -115,4 +115,3 @@ func summary(seed uint64, res sim.Result, wall time.Duration) string {
 	return fmt.Sprintf("sim: seed=%d simulated=%v wall=%v speed=%.0fx failovers=%d false_failovers=%d violations=%d",
 		seed, res.Simulated, wall.Round(time.Millisecond), speed, res.Failovers, res.FalseFailovers, len(res.Violations))
 }
-

@@ -26,8 +26,8 @@ type harness struct {
 	failStart map[[2]int]bool
 	// failMonitor[node][res] counts monitor failures still to report.
 	failMonitor map[[2]int]int
-	fenceOK   bool
-	primaries int
+	fenceOK     bool
+	primaries   int
 }
 
 type hevent struct {
