@@ -269,9 +269,8 @@ func (s *Sim) Run() Result {
 	s.tracef("        B split brain  R resource failure  Q quorum lost  # operator  V violation  * phase")
 	s.tracef("* seed=%d nodes=%d fencing=%s keepalive=%v deadtime=%v %s", s.opt.Seed, s.opt.Nodes, s.machines[0].cfg.Fencing,
 		s.machines[0].cfg.Keepalive, s.machines[0].cfg.Deadtime, s.rates.Describe())
-	for i, m := range s.machines {
+	for _, m := range s.machines {
 		s.boot(m)
-		_ = i
 	}
 	for i, st := range s.opt.Schedule {
 		if st.At <= s.opt.Safety {

@@ -168,6 +168,10 @@ func (n *Node) State() proto.State { return n.state }
 // Epoch is the node's current or last claim generation.
 func (n *Node) Epoch() uint64 { return n.epoch }
 
+// LastAcquisition says on what grounds and why this node last took the
+// group, for status displays ("last failover and why").
+func (n *Node) LastAcquisition() (Grounds, string) { return n.lastGrounds, n.lastReason }
+
 // Membership exposes heartbeat counters for status displays.
 func (n *Node) Membership() *membership.Tracker { return n.mem }
 
@@ -313,7 +317,7 @@ func (n *Node) heartbeat() {
 		GrantTo:     proto.NoNode,
 	}
 	if n.candidate || n.state.Holds() {
-		hb.Flags |= WantVotesFlag
+		hb.Flags |= proto.WantVotes
 	}
 	if !n.eligible() {
 		hb.Flags |= proto.Ineligible
@@ -335,9 +339,6 @@ func (n *Node) heartbeat() {
 		}
 	}
 }
-
-// WantVotesFlag is proto.WantVotes, named here for readability.
-const WantVotesFlag = proto.WantVotes
 
 func (n *Node) receive(medium proto.MediumID, hb *proto.Heartbeat) {
 	if hb.From == n.self || int(hb.From) >= len(n.cfg.Names) {
