@@ -334,3 +334,22 @@ func TestFenceResultWhileFrozen(t *testing.T) {
 			"at 30s freeze server1", "at 34.1s freeze server2", "at 34.2s thaw server1", "at 40s thaw server2"))
 	}
 }
+
+// TestMutualHandoverDeadlock keeps the second bug the seed sweep found
+// (`make soak FIRST=1001`, seed 1726, witness): each data node had stopped the
+// group for a failed start and handed it to the other; each then waited for
+// the other to take it, and the service stayed down after the faults ended.
+// Now mutual handovers fall back to the preferred node.
+func TestMutualHandoverDeadlock(t *testing.T) {
+	s, err := New(swarmOptions(1726, node.FenceWitness, 10*time.Minute, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := s.Run()
+	for _, v := range res.Violations {
+		t.Errorf("%v\nreplay: %s", v, replay(1726, node.FenceWitness, 10*time.Minute))
+	}
+	if res.Primary < 0 {
+		t.Fatal("no primary at the end")
+	}
+}

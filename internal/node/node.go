@@ -550,11 +550,12 @@ func (n *Node) peerOutranks() bool {
 	if peerWants != iWant {
 		return peerWants
 	}
-	if p.HandoverTo == n.self {
-		return false
-	}
-	if n.handoverTo == n.peer {
-		return true
+	// A node handing the group over yields, unless both hand it to each
+	// other (each stopped it for a failure the other then hit): then the
+	// preferred node decides.
+	peerYields, iYield := p.HandoverTo == n.self, n.handoverTo == n.peer
+	if peerYields != iYield {
+		return iYield
 	}
 	return n.peer == n.cfg.Preferred
 }
@@ -584,7 +585,7 @@ func (n *Node) decide() {
 		n.withdraw()
 		return
 	}
-	if n.handoverTo == n.peer && n.peerEligible() {
+	if n.handoverTo == n.peer && n.peerEligible() && p.HandoverTo != n.self {
 		n.withdraw()
 		return // we gave it away; wait for the peer to take it
 	}
@@ -665,7 +666,9 @@ func (n *Node) decideHolder() {
 	peerAlive := !n.peerDead[n.peer] && n.mem.Peer(n.peer).Heard
 	p := n.peerLast()
 	switch {
-	case peerAlive && p.State.Holds():
+	case peerAlive && (p.State == proto.Starting || p.State == proto.Primary) && n.state != proto.Stopping:
+		// A peer that is stopping (quorum lost, handing over) is not a
+		// second writer; two nodes starting or running the group are.
 		if !n.splitBrain {
 			n.splitBrain = true
 			n.emit(Event{Kind: SplitBrain, Peer: n.peer, Epoch: n.epoch, Reason: fmt.Sprintf(
