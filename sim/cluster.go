@@ -563,27 +563,21 @@ func (s *Sim) fenceEffect(e event) {
 	s.input(by, e.in)
 }
 
+// traceSymbols are the legend's one-letter marks for node events.
+var traceSymbols = [...]string{
+	node.PeerDead: "D", node.PeerAlive: "A", node.LateHeartbeat: "L",
+	node.FenceStarted: "F", node.FenceSucceeded: "+", node.FenceFailed: "-",
+	node.SplitBrain: "B", node.ResourceFailed: "R", node.QuorumLost: "Q",
+	node.AdminRefused: "#", node.Note: "#",
+}
+
 func (s *Sim) observe(m *machine, ev *node.Event) {
 	switch ev.Kind {
-	case node.PeerDead:
-		if int(ev.Peer) < 2 && m.id < 2 {
-			m.peerWasUp = s.machines[ev.Peer].up
-		}
-		s.tracef("D %-8s %s", m.name, ev.Reason)
-	case node.PeerAlive:
-		s.tracef("A %-8s %s", m.name, ev.Reason)
-	case node.LateHeartbeat:
-		s.tracef("L %-8s %s", m.name, ev.Reason)
-	case node.FenceStarted:
-		s.tracef("F %-8s %s", m.name, ev.Reason)
-	case node.FenceSucceeded:
-		s.tracef("+ %-8s %s", m.name, ev.Reason)
-	case node.FenceFailed:
-		s.tracef("- %-8s %s", m.name, ev.Reason)
 	case node.Acquired:
 		s.tracef("P %-8s acquired the group, epoch %d: %s", m.name, ev.Epoch, ev.Reason)
 		s.res.Acquisitions = append(s.res.Acquisitions, Mark{At: s.now, Node: m.id, Grounds: ev.Grounds})
 		s.checks.acquired(m, ev)
+		return
 	case node.StateChanged:
 		s.tracef("S %-8s %s -> %s: %s", m.name, ev.From, ev.To, ev.Reason)
 		if ev.To == proto.Primary {
@@ -592,16 +586,18 @@ func (s *Sim) observe(m *machine, ev *node.Event) {
 		if ev.To == proto.Blocked {
 			s.operatorCleanup(m)
 		}
+		return
+	case node.PeerDead:
+		if int(ev.Peer) < 2 && m.id < 2 {
+			m.peerWasUp = s.machines[ev.Peer].up
+		}
 	case node.SplitBrain:
 		s.episode.reported = true
-		s.tracef("B %-8s %s", m.name, ev.Reason)
 	case node.ResourceFailed:
-		s.tracef("R %-8s %s", m.name, ev.Reason)
 		s.operatorCleanup(m)
-	case node.QuorumLost:
-		s.tracef("Q %-8s %s", m.name, ev.Reason)
-	case node.AdminRefused, node.Note:
-		s.tracef("# %-8s %s", m.name, ev.Reason)
+	}
+	if int(ev.Kind) < len(traceSymbols) && traceSymbols[ev.Kind] != "" {
+		s.tracef("%s %-8s %s", traceSymbols[ev.Kind], m.name, ev.Reason)
 	}
 }
 

@@ -58,7 +58,7 @@ const (
 func (k MediumKind) String() string {
 	switch k {
 	case Network:
-		return "net"
+		return "network"
 	case Serial:
 		return "serial"
 	}
