@@ -151,6 +151,10 @@ type Record struct {
 	Flags  Flags
 	AL     []uint32 // hot extents, distinct, each < ExtentCount(Blocks); at most Layout.ALSlots
 	Bitmap *Bitmap  // Len() == Blocks
+	// PrimarySince is the cluster-wide claim epoch of this node's latest
+	// promotion: it orders the two nodes' promotions for the
+	// discard-younger/older-primary split-brain policies.
+	PrimarySince uint64
 
 	// suspect is a bitset of the bitmap pages Decode did not take verbatim
 	// (torn, corrupt, or newer than the header): what is on disk there is
@@ -359,6 +363,7 @@ func (l Layout) appendHeader(dst []byte, r *Record, al []byte) []byte {
 	le.PutUint64(h[80:], uint64(r.Gen.History[0]))
 	le.PutUint64(h[88:], uint64(r.Gen.History[1]))
 	le.PutUint32(h[96:], le.Uint32(al[4:]))
+	le.PutUint64(h[104:], r.PrimarySince)
 	le.PutUint32(h[12:], headerCRC(h[:headerLen]))
 	return dst
 }
@@ -464,12 +469,13 @@ func (l Layout) DecodeReport(area []byte) (*Record, Report, error) {
 	h := &hs[s]
 	rep := Report{Slot: s, Other: errs[1-s]}
 	r := &Record{
-		Seq:    h.seq,
-		Blocks: l.DataBlocks,
-		Node:   h.node,
-		Gen:    h.gen,
-		Flags:  h.flags,
-		Bitmap: NewBitmap(l.DataBlocks),
+		Seq:          h.seq,
+		Blocks:       l.DataBlocks,
+		Node:         h.node,
+		Gen:          h.gen,
+		PrimarySince: h.since,
+		Flags:        h.flags,
+		Bitmap:       NewBitmap(l.DataBlocks),
 	}
 	r.AL, rep.AL = l.readAL(area[l.ALOffset(s):][:l.ALBytes], h)
 	b := r.Bitmap
@@ -514,6 +520,7 @@ type header struct {
 	gen   Generations
 	n     uint32 // activity-log extents
 	alCRC uint32 // checksum of the activity-log area
+	since uint64 // PrimarySince
 }
 
 // parseHeader checks and parses the header sector of slot s. The error
@@ -533,6 +540,7 @@ func (l Layout) parseHeader(h []byte, s int) (header, error) {
 		seq:   le.Uint64(h[16:]),
 		node:  h[25],
 		flags: Flags(le.Uint32(h[28:])),
+		since: le.Uint64(h[104:]),
 		n:     le.Uint32(h[60:]),
 		gen: Generations{
 			Current: UUID(le.Uint64(h[64:])),
@@ -544,7 +552,8 @@ func (l Layout) parseHeader(h []byte, s int) (header, error) {
 	switch {
 	case h[24] != byte(s) || d.seq&1 != uint64(s):
 		return header{}, fmt.Errorf("%w: Seq %d with slot byte %d found in slot %d", ErrCorrupt, d.seq, h[24], s)
-	case h[26]&^geoInternal != 0 || h[27] != 0 || slices.ContainsFunc(h[100:], func(b byte) bool { return b != 0 }):
+	case h[26]&^geoInternal != 0 || h[27] != 0 || slices.ContainsFunc(h[100:104], func(b byte) bool { return b != 0 }) ||
+		slices.ContainsFunc(h[112:], func(b byte) bool { return b != 0 }):
 		return header{}, fmt.Errorf("%w: reserved bits set", ErrCorrupt)
 	case d.flags&^KnownFlags != 0:
 		return header{}, fmt.Errorf("%w: unknown flags %#x", ErrCorrupt, uint32(d.flags&^KnownFlags))

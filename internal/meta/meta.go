@@ -48,7 +48,9 @@
 //	 80   8 Generations.History[0]
 //	 88   8 Generations.History[1]
 //	 96   4 the CRC32C of this slot's activity-log area (its bytes 4..7)
-//	100 412 reserved, 0
+//	100   4 reserved, 0
+//	104   8 PrimarySince (claim epoch of the latest promotion)
+//	112 400 reserved, 0
 //
 // An activity-log area, written as its first 24+4n bytes rounded up to 4096
 // (what lies beyond is stale and ignored):

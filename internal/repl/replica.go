@@ -72,12 +72,12 @@ const (
 
 // io is a disk operation the core issued.
 type io struct {
-	id     uint64
-	kind   ioKind
-	r      *req
-	msg    Msg
-	buf    BufRef
-	s      span
+	id      uint64
+	kind    ioKind
+	r       *req
+	msg     Msg
+	buf     BufRef
+	s       span
 	abandon bool // the disk was detached: ignore the completion
 }
 
@@ -124,17 +124,17 @@ type Replica struct {
 	suspended     bool // fencing: waiting until the peer is outdated or fenced
 
 	// Link.
-	wantLink     bool
-	link         uint64
-	helloSent    bool
-	peerHello    Msg
-	haveHello    bool
-	awaitBitmap  bool
-	decision     Decision
-	discardMine  bool
-	lastRecv     proto.Time
-	nextPing     proto.Time
-	lastBarrier  proto.Time
+	wantLink        bool
+	link            uint64
+	helloSent       bool
+	peerHello       Msg
+	haveHello       bool
+	awaitBitmap     bool
+	decision        Decision
+	discardMine     bool
+	lastRecv        proto.Time
+	nextPing        proto.Time
+	lastBarrier     proto.Time
 	linkEstablished proto.Time
 
 	nextID uint64
@@ -152,29 +152,29 @@ type Replica struct {
 	ackedEpoch         uint64
 
 	// Secondary receive path.
-	rxq          []rxItem
-	rxInflight   int
-	rxFlushing   bool
-	busy         []span // target writes in flight (resync and replicated)
-	blocked      []rxItem
-	blockedSync  []rxItem
+	rxq         []rxItem
+	rxInflight  int
+	rxFlushing  bool
+	busy        []span // target writes in flight (resync and replicated)
+	blocked     []rxItem
+	blockedSync []rxItem
 
 	// Resync (target side drives it).
-	syncPos      uint64
-	syncInflight int
-	syncTokens   float64
-	syncLast     proto.Time
-	syncTotal    uint64
-	syncDone     uint64
-	syncPaused   bool
+	syncPos       uint64
+	syncInflight  int
+	syncTokens    float64
+	syncLast      proto.Time
+	syncTotal     uint64
+	syncDone      uint64
+	syncPaused    bool
 	syncFinishing bool
-	syncTarget   bool
-	syncFull     bool
+	syncTarget    bool
+	syncFull      bool
 	// Generations this node started since it was last in sync with the
 	// peer: what a split-brain resolution discards if it is the victim.
-	ownGens []meta.UUID
-	srcReading   []span // source: resync reads in flight
-	deferred     []rxItem
+	ownGens    []meta.UUID
+	srcReading []span // source: resync reads in flight
+	deferred   []rxItem
 
 	// Verify (initiator side).
 	verifyPos      uint64
@@ -188,15 +188,15 @@ type Replica struct {
 
 // Stats are counters for status displays and the simulator's figures.
 type Stats struct {
-	ResyncBlocks    uint64 // blocks sent (source) or received (target) as resync data
-	ResyncSkipped   uint64 // blocks found equal by checksum
-	DirtyAtStart    uint64 // out-of-sync blocks when resyncs started (summed)
-	WritesMirrored  uint64
-	ReadsFromPeer   uint64
-	Repairs         uint64
-	VerifyMismatch  uint64
-	SplitBrains     uint64
-	Detaches        uint64
+	ResyncBlocks   uint64 // blocks sent (source) or received (target) as resync data
+	ResyncSkipped  uint64 // blocks found equal by checksum
+	DirtyAtStart   uint64 // out-of-sync blocks when resyncs started (summed)
+	WritesMirrored uint64
+	ReadsFromPeer  uint64
+	Repairs        uint64
+	VerifyMismatch uint64
+	SplitBrains    uint64
+	Detaches       uint64
 }
 
 // New makes a replica from its persisted metadata (nil: no usable disk —
