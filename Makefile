@@ -31,3 +31,27 @@ soak:
 	$(GO) test -count=1 -timeout 0 -run 'TestSwarmSweep' ./sim/ -v \
 		-sim.first=$(FIRST) -sim.seeds=$(SEEDS) -sim.duration=$(DURATION)
 	$(GO) test -count=1 -timeout 0 -run 'TestRapidSchedules' ./sim/ -rapid.checks=$(SEEDS)
+
+# The VM suite (vmtests/, see CONTRIBUTING.md): QEMU VMs booted from Debian's
+# kernel. vmtest-deps installs the host tools with apt (only those missing);
+# the kernel itself is fetched into vmtests/.cache by the tests.
+.PHONY: vmtest vmtest-deps
+VMTEST_PKGS = qemu-system-x86 busybox-static kmod cpio e2fsprogs xz-utils dmsetup
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+vmtest-deps:
+	@missing=""; for p in $(VMTEST_PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "vmtest-deps: installing$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi; \
+	PATH="$$PATH:/usr/sbin:/sbin"; \
+	for c in qemu-system-x86_64 busybox modprobe depmod mke2fs xz dmsetup cpio; do \
+		command -v $$c >/dev/null || { echo "vmtest-deps: $$c still missing"; exit 1; }; \
+	done
+
+vmtest: vmtest-deps
+	TANDEM_VMTEST=1 $(GO) test -count=1 -timeout 30m -v ./vmtests/...
