@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"tandem/internal/proto"
+	"tandem/internal/repl"
 )
 
 // Fencing is the policy that keeps a partition from making two primaries.
@@ -75,6 +76,12 @@ type Config struct {
 	IsWitness bool
 	// Media are this node's heartbeat media.
 	Media []Medium
+
+	// Replication, if set, makes the first member of Group the replicated
+	// disk: its start is the promotion, its stop the demotion, both done
+	// inside the core, and the node only campaigns while its disk could
+	// be promoted.
+	Replication *repl.Config
 
 	// Keepalive is the time between heartbeats. Default 1 s.
 	Keepalive time.Duration

@@ -37,7 +37,9 @@ import (
 	"time"
 
 	"tandem/internal/membership"
+	"tandem/internal/meta"
 	"tandem/internal/proto"
+	"tandem/internal/repl"
 )
 
 // Node is the state of one node.
@@ -85,6 +87,8 @@ type Node struct {
 	fence        fenceState
 	group        groupState
 	nextActionID uint64
+
+	rep *repl.Replica
 
 	out []Output
 }
@@ -159,6 +163,35 @@ func New(cfg Config, now proto.Time, incarnation uint64, seed uint64) (*Node, er
 	return n, nil
 }
 
+// AttachReplica starts the replicated disk from its persisted metadata
+// (nil: no usable disk, the node runs Diskless). Call it once, right after
+// New, when Config.Replication is set.
+func (n *Node) AttachReplica(rec *meta.Record, seed uint64) ([]Output, error) {
+	n.out = n.out[:0]
+	if n.cfg.Replication == nil {
+		return nil, fmt.Errorf("node %s: no replication configured", n.name(n.self))
+	}
+	rc := *n.cfg.Replication
+	rc.Self, rc.Peer, rc.Names = n.self, n.peer, n.cfg.Names
+	rc.Fencing = n.cfg.Fencing != FenceNone
+	r, err := repl.New(rc, rec, n.now, seed)
+	if err != nil {
+		return nil, err
+	}
+	n.rep = r
+	n.wrap(r.Step(n.now, repl.Input{Kind: repl.Tick}))
+	return n.out, nil
+}
+
+// Replica is the replicated disk's state (nil without replication).
+func (n *Node) Replica() *repl.Replica { return n.rep }
+
+func (n *Node) wrap(outs []repl.Output) {
+	for _, o := range outs {
+		n.out = append(n.out, Output{Kind: Replicate, Repl: o})
+	}
+}
+
 // Config returns the node's config with defaults applied.
 func (n *Node) Config() *Config { return &n.cfg }
 
@@ -204,6 +237,8 @@ func (n *Node) Step(now proto.Time, in Input) []Output {
 		n.fenceDone(in.ID, in.OK, in.Err)
 	case AdminCommand:
 		n.admin(in.Admin)
+	case Replication:
+		n.replInput(in.Repl)
 	}
 	n.checkPeers()
 	if !n.cfg.IsWitness {
@@ -213,8 +248,23 @@ func (n *Node) Step(now proto.Time, in Input) []Output {
 		n.runFencing()
 		n.runGroup()
 	}
+	if n.rep != nil {
+		n.wrap(n.rep.Step(n.now, repl.Input{Kind: repl.Tick}))
+	}
 	n.heartbeat()
 	return n.out
+}
+
+func (n *Node) replInput(in repl.Input) {
+	if n.rep == nil {
+		return
+	}
+	if in.Kind == repl.Request && !n.AcceptingWrites(n.now) {
+		// Only the holder with a valid claim serves the application.
+		n.out = append(n.out, Output{Kind: Replicate, Repl: repl.Output{Kind: repl.Complete, ID: in.ID, Err: repl.NotPrimary}})
+		return
+	}
+	n.wrap(n.rep.Step(n.now, in))
 }
 
 // Deadline is the latest time the node needs its next Tick, if nothing else
@@ -255,6 +305,9 @@ func (n *Node) Deadline() proto.Time {
 	}
 	for _, v := range n.votes {
 		min(v)
+	}
+	if n.rep != nil {
+		min(n.rep.Deadline())
 	}
 	return d
 }
@@ -328,6 +381,14 @@ func (n *Node) heartbeat() {
 	if n.abstaining() {
 		hb.Flags |= proto.Abstaining
 	}
+	if n.rep != nil {
+		if n.rep.WantsPeerOutdated() {
+			hb.Flags |= proto.OutdateRequest
+		}
+		if !n.rep.Promotable() {
+			hb.Flags |= proto.DiskOutdated
+		}
+	}
 	if n.promisedTo != proto.NoNode && n.promisedTo != n.self && n.now < n.promiseUntil {
 		hb.GrantTo = n.promisedTo
 		hb.GrantEcho = n.grantEcho
@@ -363,6 +424,10 @@ func (n *Node) receive(medium proto.MediumID, hb *proto.Heartbeat) {
 	}
 	n.considerRequest(hb)
 	n.countGrant(hb)
+	if n.rep != nil && hb.From == n.peer {
+		n.wrap(n.rep.ObservePeer(n.now, hb.State.Holds(), hb.Flags&proto.OutdateRequest != 0,
+			hb.Flags&proto.DiskOutdated != 0))
+	}
 }
 
 func (n *Node) mediumName(id proto.MediumID) string {
@@ -387,6 +452,7 @@ func (n *Node) checkPeers() {
 				n.name(p), n.mem.Silence(p, n.now), n.cfg.Deadtime)})
 			if p == n.peer {
 				n.peerDied()
+				n.peerGoneToReplica(false)
 			}
 		} else {
 			n.emit(Event{Kind: PeerAlive, Peer: p, Reason: fmt.Sprintf("%s is alive (%s)", n.name(p), n.mem.Peer(p).Last.State)})
@@ -396,6 +462,20 @@ func (n *Node) checkPeers() {
 			}
 		}
 	}
+}
+
+// peerGoneToReplica tells the replicated disk the peer is gone. It counts
+// as fenced (safe to write without it) after a successful fence, or under
+// the witness policy while this holder's majority lease runs: the peer then
+// cannot gain a majority to promote.
+func (n *Node) peerGoneToReplica(fenced bool) {
+	if n.rep == nil {
+		return
+	}
+	if n.cfg.Fencing == FenceWitness && n.state.Holds() && n.leaseValid(n.now) {
+		fenced = true
+	}
+	n.wrap(n.rep.Step(n.now, repl.Input{Kind: repl.PeerGone, Fenced: fenced}))
 }
 
 // ---- votes ----
@@ -522,6 +602,9 @@ func (n *Node) withdraw() {
 func (n *Node) eligible() bool {
 	if n.cfg.IsWitness || n.standby || n.state == proto.Blocked {
 		return false
+	}
+	if n.rep != nil && !n.state.Holds() && !n.rep.Promotable() {
+		return false // never promote stale data
 	}
 	for _, f := range n.failcount {
 		if f >= n.cfg.MigrationThreshold {
@@ -760,6 +843,7 @@ func (n *Node) fenceDone(id uint64, ok bool, msg string) {
 	if ok {
 		n.fence.fenced = true
 		n.emit(Event{Kind: FenceSucceeded, Peer: n.peer, Reason: fmt.Sprintf("fenced %s in %v", n.name(n.peer), took.Round(time.Millisecond))})
+		n.peerGoneToReplica(true)
 		return
 	}
 	n.failFence(fmt.Sprintf("fencing %s failed after %v: %s", n.name(n.peer), took, msg))
@@ -796,6 +880,10 @@ func (n *Node) actionTimeout(r Resource, op Op) time.Duration {
 }
 
 func (n *Node) issue(res int, op Op) {
+	if res == 0 && n.rep != nil && op != Monitor {
+		n.replicatedDisk(op)
+		return
+	}
 	r := n.cfg.Group[res]
 	n.group.pending = true
 	n.group.id = n.nextID()
@@ -804,6 +892,23 @@ func (n *Node) issue(res int, op Op) {
 	t := n.actionTimeout(r, op)
 	n.group.deadline = n.now.Add(t)
 	n.out = append(n.out, Output{Kind: Action, ID: n.group.id, Resource: res, Op: op, Timeout: t})
+}
+
+// replicatedDisk starts (promotes) or stops (demotes) the replicated disk,
+// which lives in the core, so the action completes at once.
+func (n *Node) replicatedDisk(op Op) {
+	id := n.nextID()
+	n.group.pending, n.group.id, n.group.res, n.group.op = true, id, 0, op
+	ok, why := true, ""
+	if op == Start {
+		var outs []repl.Output
+		ok, why, outs = n.rep.Promote(n.now, n.epoch, false)
+		n.wrap(outs)
+	} else {
+		n.wrap(n.rep.Demote(n.now, "the group is stopping"))
+	}
+	n.actionDone(id, ok, why)
+	n.runGroup()
 }
 
 func (n *Node) actionDone(id uint64, ok bool, msg string) {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"tandem/internal/proto"
+	"tandem/internal/repl"
 )
 
 // InputKind says which field of an Input is meaningful.
@@ -21,6 +22,10 @@ const (
 	FenceDone
 	// AdminCommand: an operator's command (Input.Admin).
 	AdminCommand
+	// Replication: an input for the replicated disk (Input.Repl): disk and
+	// metadata completions, link events and messages, application
+	// requests, replication admin commands.
+	Replication
 )
 
 // Admin is an operator's command.
@@ -56,6 +61,7 @@ type Input struct {
 	OK     bool
 	Err    string
 	Admin  Admin
+	Repl   repl.Input
 }
 
 // OutputKind says which field of an Output is meaningful.
@@ -73,6 +79,8 @@ const (
 	Fence
 	// Emit: something worth telling an operator (Output.Event).
 	Emit
+	// Replicate: the replicated disk wants something done (Output.Repl).
+	Replicate
 )
 
 // Op is a resource action.
@@ -105,6 +113,7 @@ type Output struct {
 	Timeout  time.Duration
 	Target   proto.NodeID
 	Event    Event
+	Repl     repl.Output
 }
 
 // EventKind classifies events for observers and checkers.

@@ -113,6 +113,13 @@ const (
 	// Abstaining: the sender started less than a lease period ago; it may
 	// have forgotten a promise, so it neither votes nor campaigns yet.
 	Abstaining
+	// OutdateRequest: the sender is a primary that lost its replication
+	// link but not the peer; it asks the peer to mark its disk Outdated
+	// before it acknowledges more writes (DRBD's dopd, over heartbeats).
+	OutdateRequest
+	// DiskOutdated: the sender's disk is not promotable (Outdated,
+	// Inconsistent or none): it confirms an outdate request.
+	DiskOutdated
 )
 
 // Heartbeat is the one message nodes exchange. The same heartbeat (same Seq)
