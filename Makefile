@@ -23,6 +23,7 @@ vet:
 test: vet
 	$(GO) test -count=1 ./...
 	$(GO) run ./cmd/tandem sim --seed 7 --duration 1h --fencing stonith --faults swarm > /dev/null
+	$(GO) run ./cmd/tandem sim --seed 11 --duration 1h --workload mixed --protocol C --fencing stonith --faults swarm > /dev/null
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./sim/ ./internal/wire/

@@ -24,6 +24,7 @@ func (s *Sim) applyStep(st faults.Step) {
 		m := s.machines[st.Node]
 		s.tracef("! %s", line)
 		m.up, m.frozen, m.n = false, false, nil
+		s.crashRepl(m)
 		s.checks.crashed()
 	case faults.Restart:
 		if !valid(st.Node) || s.machines[st.Node].up {
@@ -52,14 +53,23 @@ func (s *Sim) applyStep(st faults.Step) {
 		if !st.OneWay {
 			s.netDown[st.Peer][st.Node] = true
 		}
+		if st.Node < 2 && st.Peer < 2 {
+			s.breakConn("partition")
+		}
 	case faults.Heal:
 		s.tracef("| %s", line)
 		if st.Node < 0 || !valid(st.Node) || !valid(st.Peer) {
 			s.netDown = [proto.MaxNodes][proto.MaxNodes]bool{}
+			if s.repl != nil {
+				s.maybeConnect()
+			}
 			return
 		}
 		s.netDown[st.Node][st.Peer] = false
 		s.netDown[st.Peer][st.Node] = false
+		if s.repl != nil {
+			s.maybeConnect()
+		}
 	case faults.CutSerial:
 		if s.opt.NoSerial {
 			return
@@ -146,6 +156,9 @@ func (s *Sim) thaw(m *machine) {
 	if m.up && m.n != nil {
 		s.step(m, node.Input{Kind: node.Tick})
 	}
+	if s.repl != nil {
+		s.maybeConnect()
+	}
 }
 
 // startLiveness ends the safety phase: faults stop, everything is repaired,
@@ -173,6 +186,9 @@ func (s *Sim) startLiveness() {
 		m.clock.SetDrift(s.now, 0)
 	}
 	s.netDown = [proto.MaxNodes][proto.MaxNodes]bool{}
+	if s.repl != nil {
+		s.maybeConnect()
+	}
 	s.serial.Cut = false
 	s.rates = s.rates.ForLiveness()
 	s.applyRates()

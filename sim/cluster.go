@@ -21,8 +21,10 @@ import (
 	"time"
 
 	"tandem/faults"
+	"tandem/internal/meta"
 	"tandem/internal/node"
 	"tandem/internal/proto"
+	"tandem/internal/repl"
 	"tandem/internal/wire"
 )
 
@@ -49,6 +51,9 @@ type Options struct {
 	// MaxEvents stops a run that generates an absurd number of events (a
 	// livelock); 0 means no limit.
 	MaxEvents int
+	// Replication, if set, gives the data nodes replicated disks, a
+	// replication link and (optionally) an application workload.
+	Replication *ReplicationOptions
 }
 
 // DefaultNode is the config the simulator and the demo use when none is
@@ -107,6 +112,8 @@ type Result struct {
 	// Final states and who is primary at the end (-1: nobody).
 	Final   []proto.State
 	Primary int
+	// Repl: data figures (with Options.Replication).
+	Repl ReplResult
 }
 
 type evKind uint8
@@ -118,6 +125,10 @@ const (
 	evFenceEffect
 	evLiveness
 	evRestart
+	evDisk
+	evReplMsg
+	evConnect
+	evWorkload
 )
 
 type event struct {
@@ -128,6 +139,11 @@ type event struct {
 	in   node.Input
 	// from is the sender of a delivered heartbeat (for the delivery log).
 	from int
+	// Replication: a disk operation's buffer, a metadata record to
+	// persist, a message's payload.
+	buf  repl.BufRef
+	rec  *meta.Record
+	data []uint64
 }
 
 // Sim is one simulated cluster.
@@ -160,6 +176,7 @@ type Sim struct {
 	holder   int // last node that acquired, -1 none
 	episode  splitEpisode
 	checks   checker
+	repl     *replState
 }
 
 type splitEpisode struct {
@@ -184,6 +201,7 @@ type machine struct {
 	breaks      map[[2]int]int // (resource, op) -> remaining failures
 	peerWasUp   bool           // was the data peer powered on when declared dead
 	rnd         *Rand
+	r           *machineRepl // nil without replication (and on the witness)
 }
 
 // New builds a run; call Run.
@@ -228,6 +246,11 @@ func New(opt Options) (*Sim, error) {
 		s.machines = append(s.machines, m)
 	}
 	s.checks.sim = s
+	if s.replicationOn() {
+		if err := s.initReplication(); err != nil {
+			return nil, fmt.Errorf("replication: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -278,6 +301,9 @@ func (s *Sim) Run() Result {
 		}
 	}
 	s.q.Push(s.opt.Safety, event{kind: evLiveness})
+	if s.repl != nil && s.repl.opt.Workload != NoWorkload {
+		s.q.Push(time.Second, event{kind: evWorkload})
+	}
 	end := s.opt.Safety + s.opt.Liveness
 	for {
 		at, ok := s.q.PeekAt()
@@ -297,6 +323,10 @@ func (s *Sim) Run() Result {
 	s.res.Simulated = end
 	if s.opt.Liveness > 0 {
 		s.checks.final()
+	}
+	if s.repl != nil {
+		s.finalRepl()
+		s.res.Repl = s.repl.events
 	}
 	s.res.Primary = -1
 	for _, m := range s.machines {
@@ -326,6 +356,16 @@ func (s *Sim) dispatch(e event) {
 		}
 	case evFenceEffect:
 		s.fenceEffect(e)
+	case evDisk:
+		s.diskEvent(e)
+	case evReplMsg:
+		s.replMsgEvent(e)
+	case evConnect:
+		s.connectEvent()
+	case evWorkload:
+		if !s.liveness || s.now < s.opt.Safety+s.opt.Liveness/2 {
+			s.workloadEvent()
+		}
 	case evTick:
 		m := s.machines[e.node]
 		if e.inc != m.incarnation || !m.up || !m.tickSet || m.tickAt != s.now {
@@ -380,6 +420,7 @@ func (s *Sim) boot(m *machine) {
 		panic(fmt.Sprintf("config validated at start no longer valid: %v", err))
 	}
 	m.n = n
+	s.attach(m)
 	s.step(m, node.Input{Kind: node.Tick})
 }
 
@@ -424,6 +465,8 @@ func (s *Sim) perform(m *machine, o *node.Output) {
 		s.fence(m, o)
 	case node.Emit:
 		s.observe(m, &o.Event)
+	case node.Replicate:
+		s.replicate(m, &o.Repl)
 	}
 }
 
@@ -556,6 +599,7 @@ func (s *Sim) fenceEffect(e event) {
 		s.tracef("! %-8s powered off by %s's fencing agent", t.name, by.name)
 		t.up = false
 		t.n = nil
+		s.crashRepl(t)
 		// A fencing agent reboots by default: the machine comes back.
 		s.q.Push(s.now+by.rnd.Between(2*by.cfg.Deadtime, 6*by.cfg.Deadtime), event{kind: evRestart, node: t.id, inc: t.incarnation})
 	}
@@ -622,6 +666,10 @@ func (s *Sim) tracef(format string, args ...any) {
 }
 
 func (s *Sim) violate(property, detail string) {
+	// The first few say everything; thousands more would drown the trace.
+	if len(s.res.Violations) >= 20 {
+		return
+	}
 	v := Violation{At: s.now, Property: property, Detail: detail}
 	s.res.Violations = append(s.res.Violations, v)
 	s.tracef("V %s: %s", property, detail)

@@ -39,6 +39,10 @@ func (l *LinkParams) latency(r *Rand) time.Duration {
 	return d
 }
 
+// Latency draws a latency for a stream (TCP) message: loss shows up as
+// delay there, and order is kept by the caller.
+func (l *LinkParams) Latency(r *Rand) time.Duration { return l.latency(r) }
+
 // arrival is one copy's delivery instant: latency plus the optional reorder
 // delay.
 func (l *LinkParams) arrival(now time.Duration, r *Rand) time.Duration {

@@ -5,10 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"tandem/faults"
 	"tandem/internal/node"
+	"tandem/internal/repl"
 	"tandem/sim"
 )
 
@@ -20,11 +22,15 @@ type simRun struct {
 	nodes    int
 	fencing  string
 	faults   string
+	workload string
+	protocol string
+	blocks   uint64
+	history  string
 }
 
 func (r simRun) command() string {
-	return fmt.Sprintf("go run ./cmd/tandem sim --seed %d --duration %v --nodes %d --fencing %s --faults %s",
-		r.seed, r.duration, r.nodes, r.fencing, r.faults)
+	return fmt.Sprintf("go run ./cmd/tandem sim --seed %d --duration %v --nodes %d --fencing %s --faults %s --workload %s --protocol %s --blocks %d",
+		r.seed, r.duration, r.nodes, r.fencing, r.faults, r.workload, r.protocol, r.blocks)
 }
 
 // options turns the command line into simulator options: swarm draws this
@@ -55,6 +61,18 @@ func (r simRun) options(trace io.Writer) (sim.Options, error) {
 	default:
 		return sim.Options{}, fmt.Errorf("--faults: want none or swarm, got %q", r.faults)
 	}
+	w, err := sim.ParseWorkload(r.workload)
+	if err != nil {
+		return sim.Options{}, fmt.Errorf("--workload: %w", err)
+	}
+	p, err := repl.ParseProtocol(r.protocol)
+	if err != nil {
+		return sim.Options{}, fmt.Errorf("--protocol: %w", err)
+	}
+	if r.blocks < 64 || r.blocks > 1<<24 {
+		return sim.Options{}, fmt.Errorf("--blocks: want 64..16777216 blocks of 4 KiB, got %d", r.blocks)
+	}
+	opt.Replication = &sim.ReplicationOptions{Workload: w, Repl: repl.Config{Protocol: p, Blocks: r.blocks}}
 	return opt, nil
 }
 
@@ -68,6 +86,10 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&r.nodes, "nodes", 2, "2, or 3 for two data nodes and a witness")
 	fs.StringVar(&r.fencing, "fencing", "stonith", "none, stonith or witness")
 	fs.StringVar(&r.faults, "faults", "swarm", "none, or swarm: this seed draws its own fault rates and schedule")
+	fs.StringVar(&r.workload, "workload", "none", "what the application does on the primary: none, write (writes and flushes) or mixed (also reads)")
+	fs.StringVar(&r.protocol, "protocol", "C", "replication protocol: A, B or C")
+	fs.Uint64Var(&r.blocks, "blocks", 4096, "size of the replicated disk in 4 KiB blocks")
+	fs.StringVar(&r.history, "history", "", "write the client history as JSON lines to this file (see README)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: tandem sim [flags]\n\nThe trace goes to stdout (byte-identical for the same flags); the summary line and, on failure,\nthe replay command go to stderr.\n\n")
 		fs.PrintDefaults()
@@ -93,6 +115,12 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	res := s.Run()
 	wall := time.Since(start)
 	out.Flush()
+	if r.history != "" {
+		if err := writeHistory(r.history, s, []string{"server1", "server2", "witness"}); err != nil {
+			fmt.Fprintf(stderr, "tandem sim: --history: %v\n", err)
+			return 2
+		}
+	}
 	fmt.Fprintln(stderr, summary(r.seed, res, wall))
 	if len(res.Violations) > 0 {
 		for _, v := range res.Violations {
@@ -112,6 +140,24 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 
 func summary(seed uint64, res sim.Result, wall time.Duration) string {
 	speed := float64(res.Simulated) / float64(max(wall, time.Microsecond))
-	return fmt.Sprintf("sim: seed=%d simulated=%v wall=%v speed=%.0fx failovers=%d false_failovers=%d violations=%d",
-		seed, res.Simulated, wall.Round(time.Millisecond), speed, res.Failovers, res.FalseFailovers, len(res.Violations))
+	return fmt.Sprintf("sim: seed=%d simulated=%v wall=%v speed=%.0fx failovers=%d false_failovers=%d violations=%d acked=%d lost=%d resync_bytes=%d dirty_bytes=%d",
+		seed, res.Simulated, wall.Round(time.Millisecond), speed, res.Failovers, res.FalseFailovers, len(res.Violations),
+		res.Repl.Acked, res.Repl.Lost, res.Repl.ResyncBytes, res.Repl.DirtyBytes)
+}
+
+func writeHistory(path string, s *sim.Sim, names []string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	if err := s.History().WriteJSON(w, names); err != nil {
+		f.Close()
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

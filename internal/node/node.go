@@ -179,7 +179,7 @@ func (n *Node) AttachReplica(rec *meta.Record, seed uint64) ([]Output, error) {
 		return nil, err
 	}
 	n.rep = r
-	n.wrap(r.Step(n.now, repl.Input{Kind: repl.Tick}))
+	n.wrap(r.Start())
 	return n.out, nil
 }
 

@@ -68,7 +68,7 @@ func (w *world) boot(i int) {
 		w.t.Fatal(err)
 	}
 	w.r[i] = r
-	w.handle(i, r.out)
+	w.handle(i, r.Start())
 }
 
 func (w *world) push(at proto.Time, node int, in Input, data []uint64) {

@@ -189,6 +189,7 @@ type Replica struct {
 // Stats are counters for status displays and the simulator's figures.
 type Stats struct {
 	ResyncBlocks   uint64 // blocks sent (source) or received (target) as resync data
+	ResyncReceived uint64 // blocks received as resync data (target only)
 	ResyncSkipped  uint64 // blocks found equal by checksum
 	DirtyAtStart   uint64 // out-of-sync blocks when resyncs started (summed)
 	WritesMirrored uint64
@@ -259,6 +260,10 @@ func New(cfg Config, rec *meta.Record, now proto.Time, seed uint64) (*Replica, e
 	}
 	return r, nil
 }
+
+// Start returns what New wants done (the first metadata write, the wish
+// for a link). Call it once, before the first Step.
+func (r *Replica) Start() []Output { return r.out }
 
 // Role, Disk, PeerDisk, Conn report the states.
 func (r *Replica) Role() Role          { return r.role }

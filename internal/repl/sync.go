@@ -123,7 +123,9 @@ func (r *Replica) startSync(target, full bool) {
 	r.syncTokens = float64(r.cfg.ResyncChunk)
 	r.syncFinishing = false
 	r.syncTotal = r.bm.Count()
-	r.Stats.DirtyAtStart += r.syncTotal
+	if target {
+		r.Stats.DirtyAtStart += r.syncTotal
+	}
 	kind := "bitmap"
 	if full {
 		kind = "full"
@@ -145,6 +147,9 @@ func (r *Replica) startSync(target, full bool) {
 	} else {
 		if r.gen.Bitmap == 0 {
 			r.gen.Bitmap = r.gen.Current
+		}
+		if r.disk == Consistent {
+			r.setDisk(UpToDate, "the handshake found our data the newest")
 		}
 		r.setConn(SyncSource, fmt.Sprintf("%s resync of %d blocks to %s", kind, r.syncTotal, r.name(r.cfg.Peer)))
 		r.setPeerDisk(Inconsistent)
@@ -319,6 +324,7 @@ func (r *Replica) targetData(m *Msg, buf uint64) {
 		return
 	}
 	r.Stats.ResyncBlocks += uint64(m.Count)
+	r.Stats.ResyncReceived += uint64(m.Count)
 	s := span{m.Block, m.Count}
 	if r.isBusy(s) || r.blockedOverlap(s) {
 		r.blocked = append(r.blocked, rxItem{msg: *m, buf: buf})

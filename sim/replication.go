@@ -1,0 +1,594 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"tandem/internal/meta"
+	"tandem/internal/node"
+	"tandem/internal/proto"
+	"tandem/internal/repl"
+)
+
+// Workload says what the simulated application does on the primary.
+type Workload uint8
+
+const (
+	NoWorkload Workload = iota
+	// WriteWorkload: writes (90%) and flushes (10%).
+	WriteWorkload
+	// MixedWorkload: writes (55%), reads (35%), flushes (10%).
+	MixedWorkload
+)
+
+// ParseWorkload reads none, write or mixed.
+func ParseWorkload(s string) (Workload, error) {
+	switch s {
+	case "none":
+		return NoWorkload, nil
+	case "write":
+		return WriteWorkload, nil
+	case "mixed":
+		return MixedWorkload, nil
+	}
+	return 0, fmt.Errorf("unknown workload %q (want none, write or mixed)", s)
+}
+
+// ReplicationOptions switch on the replicated disk.
+type ReplicationOptions struct {
+	// Repl is the replication config (Self, Peer, Names and Fencing are
+	// filled in); Blocks defaults to 4096 (16 MiB).
+	Repl repl.Config
+	// Workload and its rate (requests per second, default 100) and the
+	// most requests it keeps outstanding (default 8).
+	Workload    Workload
+	Rate        int
+	Outstanding int
+	// Disk latency; zero: 0.1–2 ms writes and reads, 1–5 ms flushes.
+	Latency DiskLatency
+}
+
+// replState is the simulator's side of replication: disks, buffers, the
+// replication connection, the client and its history.
+type replState struct {
+	opt    ReplicationOptions
+	layout meta.Layout
+	conn   uint64 // established connection id; 0 none
+	connAt time.Duration
+	// connecting: a connection attempt is scheduled.
+	connecting bool
+	lastArrive [2]time.Duration // FIFO per direction
+	hist       History
+	nextReq    uint64
+	nextVal    uint64
+	pending    [2]int // outstanding requests per node
+	// seqReq[node] maps a mirrored write's sequence number to its request,
+	// to learn when the peer's write ack reached the primary.
+	seqReq    [2]map[uint64]uint64
+	peerAckd  map[uint64]bool
+	genWriter map[uint64]genWriter // generation -> the node writing under it
+	lostGens  map[uint64]bool
+	events    ReplResult
+}
+
+// ReplResult are the replication figures of a run.
+type ReplResult struct {
+	Acked, Failed, Unknown int
+	Lost                   int // acknowledged writes missing at the end, not in any allowed window
+	ResyncBytes            uint64
+	DirtyBytes             uint64
+	SplitBrainsDetected    int
+	SplitBrainsResolved    int
+	Detaches               int
+}
+
+type genWriter struct {
+	node int
+	last time.Duration // completion of its latest write
+}
+
+// machine-side replication state.
+type machineRepl struct {
+	disk    *Disk
+	bufs    map[repl.BufRef][]uint64
+	nextBuf uint64
+	want    bool
+	reqs    map[uint64]int // request id -> history index, for this incarnation
+}
+
+func (s *Sim) replicationOn() bool { return s.opt.Replication != nil }
+
+func (s *Sim) initReplication() error {
+	ro := s.opt.Replication
+	if ro.Repl.Blocks == 0 {
+		ro.Repl.Blocks = 4096
+	}
+	if ro.Rate == 0 {
+		ro.Rate = 100
+	}
+	if ro.Outstanding == 0 {
+		ro.Outstanding = 8
+	}
+	if ro.Latency == (DiskLatency{}) {
+		ro.Latency = DiskLatency{
+			Read:  DiskOpLatency{Min: 100 * time.Microsecond, Mean: 500 * time.Microsecond, Max: 5 * time.Millisecond},
+			Write: DiskOpLatency{Min: 100 * time.Microsecond, Mean: 700 * time.Microsecond, Max: 8 * time.Millisecond},
+			Flush: DiskOpLatency{Min: time.Millisecond, Mean: 2 * time.Millisecond, Max: 10 * time.Millisecond},
+			Trim:  DiskOpLatency{Min: 100 * time.Microsecond, Mean: 300 * time.Microsecond, Max: 3 * time.Millisecond},
+		}
+	}
+	// The replication link's keepalive follows the heartbeat timing so that
+	// a dead link is noticed about as fast as a dead peer.
+	if ro.Repl.PingInterval == 0 {
+		ro.Repl.PingInterval = 4 * s.opt.Node.Keepalive
+	}
+	rs := &replState{opt: *ro, peerAckd: map[uint64]bool{}, genWriter: map[uint64]genWriter{}, lostGens: map[uint64]bool{}}
+	metaBytes := uint64(256 << 10)
+	l, err := meta.NewLayout(ro.Repl.Blocks*meta.BlockSize, false, metaBytes, 64)
+	if err != nil {
+		return err
+	}
+	rs.layout = l
+	s.repl = rs
+	// Both disks start as after an initial sync: the same generation,
+	// consistent, nothing out of sync.
+	gen := meta.UUID(s.rnd.Uint64() | 1)
+	for i := 0; i < 2; i++ {
+		m := s.machines[i]
+		m.r = &machineRepl{bufs: map[repl.BufRef][]uint64{}}
+		m.r.disk = NewDisk(DiskOptions{Blocks: ro.Repl.Blocks, MetaBytes: l.MetaBytes, Latency: ro.Latency}, m.rnd.Fork(7))
+		rec := &meta.Record{Seq: 1, Blocks: ro.Repl.Blocks, Node: uint8(i), Gen: meta.Generations{Current: gen},
+			Flags: meta.Consistent | meta.CleanShutdown, Bitmap: meta.NewBitmap(ro.Repl.Blocks)}
+		img := l.EncodeAll(nil, rec)
+		if err := m.r.disk.WriteMeta(0, img); err != nil {
+			return err
+		}
+		if err := m.r.disk.Flush(); err != nil {
+			return err
+		}
+		rc := ro.Repl
+		m.cfg.Replication = &rc
+	}
+	return nil
+}
+
+// attach runs at boot: read the metadata back and start the replica.
+func (s *Sim) attach(m *machine) {
+	if m.r == nil {
+		return
+	}
+	m.r.bufs = map[repl.BufRef][]uint64{}
+	m.r.reqs = map[uint64]int{}
+	m.r.want = false
+	s.repl.seqReq[m.id] = map[uint64]uint64{}
+	var rec *meta.Record
+	if !m.r.disk.Failed() {
+		area := make([]byte, s.repl.layout.MetaBytes)
+		if err := m.r.disk.ReadMeta(0, area); err == nil {
+			if r, err := s.repl.layout.Decode(area); err == nil {
+				rec = r
+			} else {
+				s.tracef("M %-8s metadata unreadable: %v", m.name, err)
+			}
+		}
+	}
+	outs, err := m.n.AttachReplica(rec, m.rnd.Uint64())
+	if err != nil {
+		panic(fmt.Sprintf("attach %s: %v", m.name, err))
+	}
+	outs = append([]node.Output(nil), outs...)
+	for i := range outs {
+		s.perform(m, &outs[i])
+	}
+}
+
+// replicate performs one output of the replicated disk.
+func (s *Sim) replicate(m *machine, o *repl.Output) {
+	r := m.r
+	switch o.Kind {
+	case repl.DiskIO:
+		kind := map[repl.ReqOp]DiskOpKind{repl.Read: DiskRead, repl.Write: DiskWrite, repl.Flush: DiskFlush, repl.Trim: DiskTrim}[o.Op]
+		n := int(o.Count)
+		if o.Op == repl.Flush {
+			n = r.disk.CachedBlocks()
+		}
+		at := s.now + r.disk.Latency(kind, max(n, 1))
+		s.q.Push(at, event{kind: evDisk, node: m.id, inc: m.incarnation,
+			in:  node.Input{Kind: node.Replication, Repl: repl.Input{Kind: repl.DiskDone, ID: o.ID, Op: o.Op, Block: o.Block, Count: o.Count}},
+			buf: o.Buf})
+	case repl.Persist:
+		at := s.now + r.disk.Latency(DiskWrite, 2) + r.disk.Latency(DiskFlush, 1)
+		s.q.Push(at, event{kind: evDisk, node: m.id, inc: m.incarnation,
+			in:  node.Input{Kind: node.Replication, Repl: repl.Input{Kind: repl.MetaDone, ID: o.ID}},
+			rec: o.Record})
+	case repl.Send:
+		s.replSend(m, o)
+	case repl.Complete:
+		s.completeRequest(m, o)
+	case repl.Release:
+		delete(r.bufs, o.Buf)
+	case repl.WantLink:
+		r.want = o.Connect
+		if !o.Connect && o.Conn != 0 && o.Conn == s.repl.conn {
+			s.closeConn(m.id, "closed by "+m.name)
+		}
+		s.maybeConnect()
+	case repl.Emit:
+		s.replEvent(m, &o.Event)
+	}
+}
+
+// diskEvent applies a disk operation when it completes (the device works
+// even while the machine is frozen), then reports it.
+func (s *Sim) diskEvent(e event) {
+	m := s.machines[e.node]
+	if e.inc != m.incarnation || !m.up {
+		return // the machine lost power before the operation completed
+	}
+	r := m.r
+	in := e.in
+	if in.Repl.Kind == repl.MetaDone {
+		in.Repl.Err = s.persistMeta(r.disk, e.rec)
+		s.input(m, in)
+		return
+	}
+	var err error
+	switch in.Repl.Op {
+	case repl.Write:
+		err = r.disk.Write(in.Repl.Block, s.bufData(m, e.buf, int(in.Repl.Count)))
+	case repl.Read:
+		out := make([]uint64, in.Repl.Count)
+		err = r.disk.Read(in.Repl.Block, out)
+		if err == nil {
+			r.bufs[e.buf] = out
+			in.Repl.Digest = digestTokens(out)
+		}
+	case repl.Flush:
+		err = r.disk.Flush()
+	case repl.Trim:
+		err = r.disk.Trim(in.Repl.Block, uint64(in.Repl.Count))
+	}
+	in.Repl.Err = ioErr(err)
+	s.input(m, in)
+}
+
+// persistMeta writes a metadata record as the format requires: everything
+// but the header, flush, the header, flush.
+func (s *Sim) persistMeta(d *Disk, rec *meta.Record) repl.IOError {
+	ws, err := s.repl.layout.Encode(rec)
+	if err != nil {
+		panic(fmt.Sprintf("encoding metadata: %v", err))
+	}
+	for i, w := range ws {
+		if i == len(ws)-1 {
+			if err := d.Flush(); err != nil {
+				return ioErr(err)
+			}
+		}
+		if err := d.WriteMeta(w.Offset, w.Data); err != nil {
+			return ioErr(err)
+		}
+	}
+	return ioErr(d.Flush())
+}
+
+func ioErr(err error) repl.IOError {
+	switch {
+	case err == nil:
+		return repl.OK
+	case errors.Is(err, ErrFailed):
+		return repl.DeviceFailed
+	case errors.Is(err, ErrNoSpace):
+		return repl.NoSpace
+	case errors.Is(err, ErrChecksum), errors.Is(err, ErrMisdirected):
+		return repl.BadChecksum
+	}
+	return repl.EIO
+}
+
+func digestTokens(v []uint64) uint64 {
+	h := uint64(1469598103934665603)
+	for _, x := range v {
+		h = (h ^ x) * 1099511628211
+	}
+	return h
+}
+
+// bufData is the contents of a buffer the core named.
+func (s *Sim) bufData(m *machine, b repl.BufRef, n int) []uint64 {
+	if d, ok := m.r.bufs[b]; ok {
+		return d
+	}
+	panic(fmt.Sprintf("%s: buffer %+v not held (the core used a released buffer)", m.name, b))
+}
+
+// --- the replication connection ---
+
+func (s *Sim) maybeConnect() {
+	rs := s.repl
+	if rs.conn != 0 || rs.connecting {
+		return
+	}
+	a, b := s.machines[0], s.machines[1]
+	if !a.up || !b.up || a.frozen || b.frozen || !a.r.want || !b.r.want || s.netDown[0][1] || s.netDown[1][0] {
+		return
+	}
+	rs.connecting = true
+	// DRBD's connect-int: the next attempt comes within a few hundred ms.
+	s.q.Push(s.now+time.Duration(50+s.rnd.Intn(200))*time.Millisecond, event{kind: evConnect})
+}
+
+func (s *Sim) connectEvent() {
+	rs := s.repl
+	rs.connecting = false
+	a, b := s.machines[0], s.machines[1]
+	if rs.conn != 0 || !a.up || !b.up || a.frozen || b.frozen || !a.r.want || !b.r.want || s.netDown[0][1] || s.netDown[1][0] {
+		return
+	}
+	rs.conn = uint64(s.res.Events) + 1
+	rs.lastArrive = [2]time.Duration{s.now, s.now}
+	s.tracef("C %-8s replication link %d up", "", rs.conn)
+	for _, m := range []*machine{a, b} {
+		s.input(m, node.Input{Kind: node.Replication, Repl: repl.Input{Kind: repl.LinkUp, Conn: rs.conn}})
+	}
+}
+
+func (s *Sim) closeConn(by int, why string) {
+	rs := s.repl
+	c := rs.conn
+	rs.conn = 0
+	s.tracef("C %-8s replication link %d down: %s", "", c, why)
+	if by >= 0 {
+		// A graceful close reaches the other side.
+		o := s.machines[1-by]
+		s.q.Push(s.now+time.Millisecond, event{kind: evInput, node: o.id, inc: o.incarnation,
+			in: node.Input{Kind: node.Replication, Repl: repl.Input{Kind: repl.LinkDown, Conn: c}}})
+	}
+	s.maybeConnect()
+}
+
+// breakConn: the network lost the connection; nobody is told (the
+// replication timeout finds out).
+func (s *Sim) breakConn(why string) {
+	if s.repl != nil && s.repl.conn != 0 {
+		s.closeConn(-1, why)
+	}
+}
+
+func (s *Sim) replSend(m *machine, o *repl.Output) {
+	rs := s.repl
+	if o.Conn != rs.conn || rs.conn == 0 {
+		return
+	}
+	to := 1 - m.id
+	if s.netDown[m.id][to] {
+		s.breakConn("a packet hit the partition")
+		return
+	}
+	var data []uint64
+	if o.Buf.Kind != repl.NoBuf {
+		data = append([]uint64(nil), s.bufData(m, o.Buf, 0)...)
+	}
+	if o.Msg.Kind == repl.MsgData && o.Buf.Kind == repl.AppBuf {
+		rs.seqReq[m.id][o.Msg.Seq] = o.Buf.ID
+	}
+	lat := s.link.Latency(m.rnd)
+	at := max(s.now+lat, rs.lastArrive[m.id])
+	rs.lastArrive[m.id] = at
+	dst := s.machines[to]
+	s.q.Push(at, event{kind: evReplMsg, node: to, inc: dst.incarnation, from: m.id,
+		in: node.Input{Kind: node.Replication, Repl: repl.Input{Kind: repl.Receive, Conn: o.Conn, Msg: o.Msg}}, data: data})
+}
+
+func (s *Sim) replMsgEvent(e event) {
+	m := s.machines[e.node]
+	rs := s.repl
+	if e.inc != m.incarnation || !m.up || e.in.Repl.Conn != rs.conn {
+		return
+	}
+	if e.data != nil {
+		m.r.nextBuf++
+		m.r.bufs[repl.BufRef{Kind: repl.RecvBuf, ID: m.r.nextBuf}] = e.data
+		e.in.Repl.Buf = m.r.nextBuf
+	}
+	if e.in.Repl.Msg.Kind == repl.MsgWriteAck {
+		if id, ok := rs.seqReq[m.id][e.in.Repl.Msg.Seq]; ok {
+			rs.peerAckd[id] = true
+			delete(rs.seqReq[m.id], e.in.Repl.Msg.Seq)
+		}
+	}
+	s.input(m, e.in)
+}
+
+// --- the client ---
+
+func (s *Sim) workloadEvent() {
+	rs := s.repl
+	ro := &rs.opt
+	next := time.Second / time.Duration(ro.Rate)
+	s.q.Push(s.now+s.rnd.Exp(next), event{kind: evWorkload})
+	// The client follows the service address: it talks to the node that
+	// runs the group.
+	var m *machine
+	for _, c := range s.machines[:2] {
+		if c.up && !c.frozen && c.n != nil && c.n.State() == proto.Primary {
+			m = c
+		}
+	}
+	if m == nil || rs.pending[m.id] >= ro.Outstanding {
+		return
+	}
+	blocks := ro.Repl.Blocks
+	count := 1 + s.rnd.Intn(4)
+	block := uint64(s.rnd.Intn(int(blocks) - count))
+	p := s.rnd.Intn(100)
+	op := OpWrite
+	switch {
+	case ro.Workload == MixedWorkload && p >= 55 && p < 90:
+		op = OpRead
+	case p >= 90:
+		op = OpFlush
+	}
+	rs.nextReq++
+	id := rs.nextReq
+	r := Request{ID: id, Node: m.id, Op: op, Invoke: s.now, Protocol: byte(m.cfg.Replication.WithDefaults().Protocol)}
+	in := repl.Input{Kind: repl.Request, ID: id}
+	switch op {
+	case OpWrite:
+		rs.nextVal += 16
+		r.Block, r.Count, r.Value = block, count, rs.nextVal
+		vals := make([]uint64, count)
+		for i := range vals {
+			vals[i] = r.Value + uint64(i)
+		}
+		m.r.bufs[repl.BufRef{Kind: repl.AppBuf, ID: id}] = vals
+		in.Op, in.Block, in.Count = repl.Write, block, uint32(count)
+	case OpRead:
+		r.Block, r.Count = block, count
+		in.Op, in.Block, in.Count = repl.Read, block, uint32(count)
+	case OpFlush:
+		in.Op = repl.Flush
+	}
+	m.r.reqs[id] = rs.hist.Invoke(r)
+	rs.pending[m.id]++
+	s.input(m, node.Input{Kind: node.Replication, Repl: in})
+}
+
+func (s *Sim) completeRequest(m *machine, o *repl.Output) {
+	rs := s.repl
+	idx, ok := m.r.reqs[o.ID]
+	if !ok {
+		return
+	}
+	delete(m.r.reqs, o.ID)
+	rs.pending[m.id]--
+	req := rs.hist.At(idx)
+	out := OK
+	if o.Err != repl.OK {
+		out = Fail
+	}
+	var read []uint64
+	if req.Op == OpRead && o.Err == repl.OK {
+		src := o.Buf
+		if src.Kind == repl.NoBuf {
+			src = repl.BufRef{Kind: repl.AppBuf, ID: o.ID}
+		}
+		read = append([]uint64(nil), m.r.bufs[src]...)
+	}
+	if req.Op == OpWrite && o.Err == repl.OK {
+		req.Gen = uint64(o.Gen)
+		// A generation may pass from one node to the other in a connected
+		// handover, but never be written by both at once: a write under it
+		// on another node must start after the last one here completed.
+		if w, seen := rs.genWriter[req.Gen]; seen && w.node != m.id && req.Invoke < w.last {
+			s.violate("single-writer", fmt.Sprintf("generation %x accepted writes on %s (until %v) and on %s (write #%d invoked at %v)",
+				req.Gen, s.machines[w.node].name, fmtDur(w.last), m.name, req.ID, fmtDur(req.Invoke)))
+		}
+		rs.genWriter[req.Gen] = genWriter{node: m.id, last: s.now}
+	}
+	delete(m.r.bufs, repl.BufRef{Kind: repl.AppBuf, ID: o.ID})
+	rs.hist.Complete(o.ID, s.now, out, read)
+}
+
+// crashRepl: the machine lost power: its disk's cache is gone, its pending
+// requests' outcome is unknown, the connection dies silently.
+func (s *Sim) crashRepl(m *machine) {
+	if m.r == nil {
+		return
+	}
+	m.r.disk.Crash()
+	s.repl.pending[m.id] = 0
+	m.r.reqs = map[uint64]int{}
+	m.r.want = false
+	s.breakConn(m.name + " lost power")
+}
+
+func (s *Sim) replEvent(m *machine, ev *repl.Event) {
+	rs := s.repl
+	switch ev.Kind {
+	case repl.SplitBrain:
+		rs.events.SplitBrainsDetected++
+	case repl.SplitBrainResolved:
+		rs.events.SplitBrainsResolved++
+		for _, g := range ev.Gens {
+			rs.lostGens[uint64(g)] = true
+		}
+	case repl.IOFailed:
+		rs.events.Detaches++
+	}
+	if s.opt.Trace != nil {
+		s.tracef("R %-8s %v %s", m.name, ev.Kind, ev.Reason)
+	}
+}
+
+// finalRepl checks the data properties at the end of a run.
+func (s *Sim) finalRepl() {
+	rs := s.repl
+	h := &rs.hist
+	h.AbandonPending()
+	for i := 0; i < h.Len(); i++ {
+		r := h.At(i)
+		if r.Op != OpWrite {
+			continue
+		}
+		switch r.Outcome {
+		case OK:
+			rs.events.Acked++
+		case Fail:
+			rs.events.Failed++
+		default:
+			rs.events.Unknown++
+		}
+		if r.Outcome == OK && r.Protocol != 'C' && !rs.peerAckd[r.ID] {
+			r.MayBeLost = true // inside the documented protocol A/B window
+		}
+		if rs.lostGens[r.Gen] {
+			r.MayBeLost = true // discarded by a reported split-brain resolution
+		}
+	}
+	var prim *machine
+	for _, m := range s.machines[:2] {
+		if m.up && m.n != nil && m.n.State() == proto.Primary {
+			prim = m
+		}
+	}
+	for i := range 2 {
+		st := s.machines[i].n.Replica().Stats
+		rs.events.ResyncBytes += st.ResyncReceived * meta.BlockSize
+		rs.events.DirtyBytes += st.DirtyAtStart * meta.BlockSize
+	}
+	if prim == nil || s.opt.Liveness == 0 {
+		return
+	}
+	for _, b := range h.WrittenBlocks() {
+		h.SetFinal(b, prim.r.disk.Contents(b))
+	}
+	for _, v := range CheckBlocks(h) {
+		rs.events.Lost++
+		s.violate("acked-writes-durable", v.String())
+	}
+	// Convergence: connected and in sync, the disks are identical.
+	a, b := s.machines[0], s.machines[1]
+	if a.up && b.up && a.n.Replica().Conn() == repl.Connected && b.n.Replica().Conn() == repl.Connected &&
+		a.n.Replica().Disk() == repl.UpToDate && b.n.Replica().Disk() == repl.UpToDate {
+		sa, sb := a.r.disk.Snapshot(nil), b.r.disk.Snapshot(nil)
+		for blk := range sa {
+			if sa[blk] != sb[blk] {
+				s.violate("convergence", fmt.Sprintf("block %d differs after resync: %s has %x, %s has %x", blk, a.name, sa[blk], b.name, sb[blk]))
+				break
+			}
+		}
+	} else {
+		s.violate("convergence", fmt.Sprintf("not connected and in sync at the end: %s %v/%v, %s %v/%v",
+			a.name, a.n.Replica().Conn(), a.n.Replica().Disk(), b.name, b.n.Replica().Conn(), b.n.Replica().Disk()))
+	}
+}
+
+// History is the client history of the run (nil without replication).
+func (s *Sim) History() *History {
+	if s.repl == nil {
+		return nil
+	}
+	return &s.repl.hist
+}
