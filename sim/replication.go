@@ -52,10 +52,11 @@ type ReplicationOptions struct {
 // replState is the simulator's side of replication: disks, buffers, the
 // replication connection, the client and its history.
 type replState struct {
-	opt    ReplicationOptions
-	layout meta.Layout
-	conn   uint64 // established connection id; 0 none
-	connAt time.Duration
+	opt      ReplicationOptions
+	protocol repl.Protocol // with defaults applied
+	layout   meta.Layout
+	conn     uint64 // established connection id; 0 none
+	connAt   time.Duration
 	// connecting: a connection attempt is scheduled.
 	connecting bool
 	lastArrive [2]time.Duration // FIFO per direction
@@ -130,6 +131,7 @@ func (s *Sim) initReplication() error {
 		return err
 	}
 	rs.layout = l
+	rs.protocol = ro.Repl.WithDefaults().Protocol
 	s.repl = rs
 	// Both disks start as after an initial sync: the same generation,
 	// consistent, nothing out of sync.
@@ -188,7 +190,7 @@ func (s *Sim) replicate(m *machine, o *repl.Output) {
 	r := m.r
 	switch o.Kind {
 	case repl.DiskIO:
-		kind := map[repl.ReqOp]DiskOpKind{repl.Read: DiskRead, repl.Write: DiskWrite, repl.Flush: DiskFlush, repl.Trim: DiskTrim}[o.Op]
+		kind := diskOpKinds[o.Op]
 		n := int(o.Count)
 		if o.Op == repl.Flush {
 			n = r.disk.CachedBlocks()
@@ -219,6 +221,9 @@ func (s *Sim) replicate(m *machine, o *repl.Output) {
 	}
 }
 
+// diskOpKinds maps the core's disk operations onto the disk model's.
+var diskOpKinds = [...]DiskOpKind{repl.Read: DiskRead, repl.Write: DiskWrite, repl.Flush: DiskFlush, repl.Trim: DiskTrim}
+
 // diskEvent applies a disk operation when it completes (the device works
 // even while the machine is frozen), then reports it.
 func (s *Sim) diskEvent(e event) {
@@ -236,7 +241,7 @@ func (s *Sim) diskEvent(e event) {
 	var err error
 	switch in.Repl.Op {
 	case repl.Write:
-		err = r.disk.Write(in.Repl.Block, s.bufData(m, e.buf, int(in.Repl.Count)))
+		err = r.disk.Write(in.Repl.Block, s.bufData(m, e.buf))
 	case repl.Read:
 		out := make([]uint64, in.Repl.Count)
 		err = r.disk.Read(in.Repl.Block, out)
@@ -296,7 +301,7 @@ func digestTokens(v []uint64) uint64 {
 }
 
 // bufData is the contents of a buffer the core named.
-func (s *Sim) bufData(m *machine, b repl.BufRef, n int) []uint64 {
+func (s *Sim) bufData(m *machine, b repl.BufRef) []uint64 {
 	if d, ok := m.r.bufs[b]; ok {
 		return d
 	}
@@ -368,7 +373,7 @@ func (s *Sim) replSend(m *machine, o *repl.Output) {
 	}
 	var data []uint64
 	if o.Buf.Kind != repl.NoBuf {
-		data = append([]uint64(nil), s.bufData(m, o.Buf, 0)...)
+		data = append([]uint64(nil), s.bufData(m, o.Buf)...)
 	}
 	if o.Msg.Kind == repl.MsgData && o.Buf.Kind == repl.AppBuf {
 		rs.seqReq[m.id][o.Msg.Seq] = o.Buf.ID
@@ -432,7 +437,7 @@ func (s *Sim) workloadEvent() {
 	}
 	rs.nextReq++
 	id := rs.nextReq
-	r := Request{ID: id, Node: m.id, Op: op, Invoke: s.now, Protocol: byte(m.cfg.Replication.WithDefaults().Protocol)}
+	r := Request{ID: id, Node: m.id, Op: op, Invoke: s.now, Protocol: byte(rs.protocol)}
 	in := repl.Input{Kind: repl.Request, ID: id}
 	switch op {
 	case OpWrite:

@@ -372,7 +372,7 @@ func (r *Replica) Promote(now proto.Time, since uint64, force bool) (bool, strin
 		return false, why, r.out
 	}
 	if r.role != Primary {
-		r.promote(since, force)
+		r.promote(since)
 	}
 	r.pump()
 	return true, "", r.out
@@ -415,7 +415,7 @@ func (r *Replica) ObservePeer(now proto.Time, peerPrimary, outdateRequest, peerO
 	return r.out
 }
 
-func (r *Replica) promote(since uint64, force bool) {
+func (r *Replica) promote(since uint64) {
 	r.setRole(Primary, "promoted")
 	r.primarySince = since
 	if r.disk != UpToDate && r.disk != Diskless {
@@ -442,7 +442,6 @@ func (r *Replica) promote(since uint64, force bool) {
 	if r.conn.Linked() {
 		r.sendState()
 	}
-	_ = force
 }
 
 func (r *Replica) demote(why string) {
@@ -571,6 +570,9 @@ func (r *Replica) issue(o *io, op ReqOp, s span) {
 	r.nextID++
 	o.id = r.nextID
 	o.s = s
+	if o.buf.Kind == DiskBuf {
+		o.buf.ID = o.id // a read into a fresh buffer is named after itself
+	}
 	r.ios[o.id] = o
 	r.out = append(r.out, Output{Kind: DiskIO, ID: o.id, Op: op, Block: s.block, Count: s.count, Buf: o.buf})
 }
@@ -906,10 +908,9 @@ func (r *Replica) complete(q *req, err IOError) {
 	if q.readFromBuf.Kind == RecvBuf {
 		r.release(q.readFromBuf)
 	}
-	if r.order != nil {
-		// Removal from r.order happens in completeDone's sweep.
-		q.localPending = false
-	}
+	// Removal from r.order happens in completeDone's sweep; until then
+	// nothing may treat the request as waiting for the disk.
+	q.localPending = false
 }
 
 // --- disk completions ---
@@ -1220,7 +1221,6 @@ func (r *Replica) linkLost(why string) {
 		if q.needPeer && !q.peerOK {
 			q.needPeer = false
 			if q.op == Read {
-				q.needPeer = false
 				if q.repair || !q.localDone {
 					q.repair = false
 					q.localErr = NoData
@@ -1344,7 +1344,7 @@ func (r *Replica) receive(m *Msg, buf uint64) {
 		}
 		if m.Role == Primary && r.role == Primary {
 			r.emit(Event{Kind: SplitBrain, Reason: "both nodes are Primary on a connected link: disconnecting"})
-			r.disconnect(false)
+			r.disconnect()
 		}
 	case MsgData, MsgTrim, MsgBarrier:
 		r.rxq = append(r.rxq, rxItem{msg: *m, buf: buf})
@@ -1370,8 +1370,7 @@ func (r *Replica) receive(m *Msg, buf uint64) {
 			r.send(Msg{Kind: MsgReadReply, Seq: m.Seq, Err: NoData}, BufRef{})
 			return
 		}
-		r.issue(&io{kind: ioReadForPeer, msg: *m}, Read, span{m.Block, m.Count})
-		r.fixDiskBuf()
+		r.issue(&io{kind: ioReadForPeer, msg: *m, buf: BufRef{Kind: DiskBuf}}, Read, span{m.Block, m.Count})
 	case MsgReadReply:
 		q := r.seqReq[m.Seq]
 		if q == nil {
@@ -1427,8 +1426,7 @@ func (r *Replica) receive(m *Msg, buf uint64) {
 			r.send(Msg{Kind: MsgVerifyReply, Block: m.Block, Count: m.Count, Err: NoData}, BufRef{})
 			return
 		}
-		r.issue(&io{kind: ioVerifyPeerRead, msg: *m, buf: BufRef{DiskBuf, 0}}, Read, span{m.Block, m.Count})
-		r.fixDiskBuf()
+		r.issue(&io{kind: ioVerifyPeerRead, msg: *m, buf: BufRef{Kind: DiskBuf}}, Read, span{m.Block, m.Count})
 	case MsgVerifyReply:
 		r.verifyInflight--
 		if m.Err != OK {
@@ -1444,20 +1442,10 @@ func (r *Replica) receive(m *Msg, buf uint64) {
 	}
 }
 
-// fixDiskBuf names the buffer of the disk read just issued after its own id.
-func (r *Replica) fixDiskBuf() {
-	last := &r.out[len(r.out)-1]
-	last.Buf = BufRef{DiskBuf, last.ID}
-	r.ios[last.ID].buf = last.Buf
-}
-
 func (r *Replica) repairLocal(q *req, buf uint64) {
-	o := &io{kind: ioRepair}
-	r.issue(o, Write, q.s)
-	// The repair write reads from the received buffer; the completion
+	// The repair write reads from the received buffer; its completion
 	// releases it, so the request must not.
-	r.out[len(r.out)-1].Buf = BufRef{RecvBuf, buf}
-	o.buf = BufRef{RecvBuf, buf}
+	r.issue(&io{kind: ioRepair, buf: BufRef{RecvBuf, buf}}, Write, q.s)
 }
 
 func (r *Replica) completeKeepBuf(q *req) {
@@ -1602,7 +1590,7 @@ func (r *Replica) admin(in Input) {
 			return
 		}
 		if r.role != Primary {
-			r.promote(r.primarySince, in.Force)
+			r.promote(r.primarySince)
 		}
 	case CmdSecondary:
 		r.demote("operator: secondary")
@@ -1618,7 +1606,7 @@ func (r *Replica) admin(in Input) {
 			r.emitWantLink()
 		}
 	case CmdDisconnect:
-		r.disconnect(true)
+		r.disconnect()
 	case CmdVerify:
 		if r.conn != Connected || r.disk != UpToDate || r.pdisk != UpToDate {
 			r.emit(Event{Kind: Refused, Reason: fmt.Sprintf("verify refused: needs Connected with both disks UpToDate (connection %v, disks %v/%v)", r.conn, r.disk, r.pdisk)})
@@ -1669,12 +1657,11 @@ func (r *Replica) admin(in Input) {
 	}
 }
 
-func (r *Replica) disconnect(byOperator bool) {
+func (r *Replica) disconnect() {
 	r.wantLink = false
 	if r.link != 0 {
 		r.linkLost("disconnected")
 	}
 	r.setConn(StandAlone, "disconnected")
 	r.emitWantLink()
-	_ = byOperator
 }

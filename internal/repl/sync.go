@@ -11,7 +11,7 @@ func (r *Replica) handshake() {
 	p := &r.peerHello
 	if p.Blocks != r.cfg.Blocks {
 		r.emit(Event{Kind: Unrelated, Reason: fmt.Sprintf("the peer's data area has %d blocks, ours %d: refusing to connect", p.Blocks, r.cfg.Blocks)})
-		r.disconnect(false)
+		r.disconnect()
 		return
 	}
 	r.prole = p.Role
@@ -27,11 +27,11 @@ func (r *Replica) handshake() {
 			r.emit(Event{Kind: SplitBrain, Blocks: me.Changes + peer.Changes,
 				Reason: fmt.Sprintf("split brain: %s (this node changed %d blocks, %s changed %d); %s: staying StandAlone until an operator connects one side with --discard-my-data",
 					why, me.Changes, r.name(r.cfg.Peer), peer.Changes, pwhy)})
-			r.disconnect(false)
+			r.disconnect()
 			return
 		case v == VictimMe && r.role == Primary, v == VictimPeer && p.Role == Primary:
 			r.emit(Event{Kind: SplitBrain, Reason: "split brain: the policy would discard a Primary's data; refusing: " + pwhy})
-			r.disconnect(false)
+			r.disconnect()
 			return
 		case v == VictimMe:
 			r.emit(Event{Kind: SplitBrainResolved, Peer: r.cfg.Self, Blocks: me.Changes, Gens: r.ownGens,
@@ -63,7 +63,7 @@ func (r *Replica) handshake() {
 		r.setPeerDisk(pd)
 	case UnrelatedData, Refuse:
 		r.emit(Event{Kind: Unrelated, Reason: "refusing to connect: " + why})
-		r.disconnect(false)
+		r.disconnect()
 	default:
 		r.emit(Event{Kind: Info, Reason: fmt.Sprintf("handshake: %v (%s)", d, why)})
 		r.setPeerDisk(p.Disk)
@@ -194,8 +194,7 @@ func (r *Replica) pumpSync() {
 		r.syncInflight++
 		r.syncTokens -= float64(n)
 		if r.cfg.CsumResync {
-			r.issue(&io{kind: ioCsumRead}, Read, s)
-			r.fixDiskBuf()
+			r.issue(&io{kind: ioCsumRead, buf: BufRef{Kind: DiskBuf}}, Read, s)
 		} else {
 			r.send(Msg{Kind: MsgResyncReq, Block: b, Count: n}, BufRef{})
 		}
@@ -280,8 +279,7 @@ func (r *Replica) sourceRead(m Msg) {
 	if m.Kind == MsgCsumReq {
 		kind = ioCsumSourceRead
 	}
-	r.issue(&io{kind: kind, msg: m}, Read, s)
-	r.fixDiskBuf()
+	r.issue(&io{kind: kind, msg: m, buf: BufRef{Kind: DiskBuf}}, Read, s)
 }
 
 func (r *Replica) retryDeferred() {
@@ -350,8 +348,7 @@ func (r *Replica) pumpVerify() {
 		}
 		r.verifyPos += uint64(n)
 		r.verifyInflight++
-		r.issue(&io{kind: ioVerifyRead}, Read, s)
-		r.fixDiskBuf()
+		r.issue(&io{kind: ioVerifyRead, buf: BufRef{Kind: DiskBuf}}, Read, s)
 	}
 	if r.verifyPos >= r.cfg.Blocks && r.verifyInflight == 0 {
 		r.verifyRunning = false
