@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"time"
+
 	"tandem/faults"
 	"tandem/internal/node"
 	"tandem/internal/proto"
@@ -158,6 +160,7 @@ func (s *Sim) thaw(m *machine) {
 	}
 	if s.repl != nil {
 		s.maybeConnect()
+		s.q.Push(s.now+2*time.Second, event{kind: evOperator})
 	}
 }
 
@@ -188,6 +191,7 @@ func (s *Sim) startLiveness() {
 	s.netDown = [proto.MaxNodes][proto.MaxNodes]bool{}
 	if s.repl != nil {
 		s.maybeConnect()
+		s.q.Push(s.now+2*time.Second, event{kind: evOperator})
 	}
 	s.serial.Cut = false
 	s.rates = s.rates.ForLiveness()

@@ -129,6 +129,7 @@ const (
 	evReplMsg
 	evConnect
 	evWorkload
+	evOperator
 )
 
 type event struct {
@@ -362,6 +363,8 @@ func (s *Sim) dispatch(e event) {
 		s.replMsgEvent(e)
 	case evConnect:
 		s.connectEvent()
+	case evOperator:
+		s.operatorSplitBrain()
 	case evWorkload:
 		if !s.liveness || s.now < s.opt.Safety+s.opt.Liveness/2 {
 			s.workloadEvent()

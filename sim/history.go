@@ -74,12 +74,17 @@ type Request struct {
 	Invoke, Complete time.Duration
 	Outcome          Outcome
 	Protocol         byte   // 'A', 'B' or 'C'
-	Gen              uint64 // the writer's generation the write was accepted under, 0 if unknown
+	Gen              uint64 // the generation a write was accepted under (a read: the server's current one), 0 if unknown
 	// MayBeLost is set by the cluster on an acknowledged write inside the
 	// documented protocol A/B loss window, or discarded by a reported
 	// split-brain resolution: it may be missing afterwards without that
 	// being a violation.
 	MayBeLost bool
+	// SplitView is set on a read served by one side of a split brain (both
+	// nodes Primary and apart, or under a generation a resolution later
+	// discarded): it saw a timeline that is not the cluster's, so it
+	// constrains nothing.
+	SplitView bool
 }
 
 // History is the client history of one run: every request in invoke order,

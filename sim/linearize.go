@@ -162,7 +162,7 @@ func (c *linChecker) collect() {
 		case OpWrite, OpTrim:
 			n += max(r.Count, 0)
 		case OpRead:
-			if r.Outcome == OK {
+			if r.Outcome == OK && !r.SplitView {
 				n += min(max(r.Count, 0), len(r.Read))
 			}
 		}
@@ -186,7 +186,7 @@ func (c *linChecker) collect() {
 					req: int32(i), kind: linWrite, must: must})
 			}
 		case OpRead:
-			if r.Outcome != OK {
+			if r.Outcome != OK || r.SplitView {
 				continue
 			}
 			for k := 0; k < r.Count && k < len(r.Read); k++ {

@@ -480,6 +480,11 @@ func (s *Sim) completeRequest(m *machine, o *repl.Output) {
 			src = repl.BufRef{Kind: repl.AppBuf, ID: o.ID}
 		}
 		read = append([]uint64(nil), m.r.bufs[src]...)
+		rep := m.n.Replica()
+		req.Gen = uint64(rep.Generations().Current)
+		if o := s.machines[1-m.id]; o.up && o.n != nil && o.n.Replica().Role() == repl.Primary && !rep.Conn().Linked() {
+			req.SplitView = true
+		}
 	}
 	if req.Op == OpWrite && o.Err == repl.OK {
 		req.Gen = uint64(o.Gen)
@@ -514,6 +519,9 @@ func (s *Sim) replEvent(m *machine, ev *repl.Event) {
 	switch ev.Kind {
 	case repl.SplitBrain:
 		rs.events.SplitBrainsDetected++
+		if s.liveness {
+			s.q.Push(s.now+2*time.Second, event{kind: evOperator})
+		}
 	case repl.SplitBrainResolved:
 		rs.events.SplitBrainsResolved++
 		for _, g := range ev.Gens {
@@ -527,6 +535,40 @@ func (s *Sim) replEvent(m *machine, ev *repl.Event) {
 	}
 }
 
+// operatorSplitBrain is the liveness phase's operator facing a split brain
+// the policies left unresolved, doing what DRBD's guide says: choose the
+// victim (the side that does not run the service), `connect
+// --discard-my-data` there and `connect` on the survivor. Its discarded
+// writes are reported, so the checkers allow their loss.
+func (s *Sim) operatorSplitBrain() {
+	a, b := s.machines[0], s.machines[1]
+	if !s.liveness || !a.up || !b.up || a.n == nil || b.n == nil {
+		return
+	}
+	ra, rb := a.n.Replica(), b.n.Replica()
+	if ra.Conn() != repl.StandAlone && rb.Conn() != repl.StandAlone {
+		return
+	}
+	retry := event{kind: evOperator}
+	if ra.Role() == repl.Primary && rb.Role() == repl.Primary {
+		// Wait until the failover core leaves one holder.
+		s.q.Push(s.now+2*time.Second, retry)
+		return
+	}
+	victim, survivor := b, a
+	switch {
+	case rb.Role() == repl.Primary:
+		victim, survivor = a, b
+	case ra.Role() == repl.Primary:
+	case b.n.State() == proto.Primary || b.n.State() == proto.Starting:
+		victim, survivor = a, b
+	}
+	s.tracef("# %-8s operator: split brain; connect --discard-my-data here, connect on %s", victim.name, survivor.name)
+	s.step(victim, node.Input{Kind: node.Replication, Repl: repl.Input{Kind: repl.Admin, Admin: repl.CmdConnect, DiscardMyData: true}})
+	s.step(survivor, node.Input{Kind: node.Replication, Repl: repl.Input{Kind: repl.Admin, Admin: repl.CmdConnect}})
+	s.q.Push(s.now+5*time.Second, retry)
+}
+
 // finalRepl checks the data properties at the end of a run.
 func (s *Sim) finalRepl() {
 	rs := s.repl
@@ -534,6 +576,9 @@ func (s *Sim) finalRepl() {
 	h.AbandonPending()
 	for i := 0; i < h.Len(); i++ {
 		r := h.At(i)
+		if r.Op == OpRead && rs.lostGens[r.Gen] {
+			r.SplitView = true
+		}
 		if r.Op != OpWrite {
 			continue
 		}
@@ -585,8 +630,9 @@ func (s *Sim) finalRepl() {
 			}
 		}
 	} else {
-		s.violate("convergence", fmt.Sprintf("not connected and in sync at the end: %s %v/%v, %s %v/%v",
-			a.name, a.n.Replica().Conn(), a.n.Replica().Disk(), b.name, b.n.Replica().Conn(), b.n.Replica().Disk()))
+		s.violate("convergence", fmt.Sprintf("not connected and in sync at the end: %s %v/%v, %s %v/%v\n    %s: %s\n    %s: %s",
+			a.name, a.n.Replica().Conn(), a.n.Replica().Disk(), b.name, b.n.Replica().Conn(), b.n.Replica().Disk(),
+			a.name, a.n.Replica().Debug(), b.name, b.n.Replica().Debug()))
 	}
 }
 

@@ -1665,3 +1665,16 @@ func (r *Replica) disconnect() {
 	r.setConn(StandAlone, "disconnected")
 	r.emitWantLink()
 }
+
+// Debug describes the replica's internal progress in one line, for a
+// violation report or `tandem status --verbose`: what a stuck resync or a
+// suspended request is waiting for.
+func (r *Replica) Debug() string {
+	return fmt.Sprintf("role=%v disk=%v conn=%v peer=%v/%v gen=%v oos=%d link=%d hello=%v/%v bitmap-wait=%v "+
+		"sync{target=%v pos=%d inflight=%d finishing=%v paused=%v tokens=%.0f} meta-busy=%v suspended=%v "+
+		"reqs=%d ios=%d rxq=%d rx-inflight=%d busy=%d blocked=%d blocked-sync=%d deferred=%d src-reading=%d tl=%d",
+		r.role, r.disk, r.conn, r.prole, r.pdisk, r.gen, r.bm.Count(), r.link, r.helloSent, r.haveHello, r.awaitBitmap,
+		r.syncTarget, r.syncPos, r.syncInflight, r.syncFinishing, r.syncPaused, r.syncTokens, r.metaBusy, r.suspended,
+		len(r.reqs), len(r.ios), len(r.rxq), r.rxInflight, len(r.busy), len(r.blocked), len(r.blockedSync),
+		len(r.deferred), len(r.srcReading), len(r.tl))
+}

@@ -34,12 +34,12 @@ func (r *Replica) handshake() {
 			r.disconnect()
 			return
 		case v == VictimMe:
-			r.emit(Event{Kind: SplitBrainResolved, Peer: r.cfg.Self, Blocks: me.Changes, Gens: r.ownGens,
+			r.emit(Event{Kind: SplitBrainResolved, Peer: r.cfg.Self, Blocks: me.Changes, Gens: divergedGens(r.gen, p.Gen, r.ownGens),
 				Reason: fmt.Sprintf("split brain resolved (%s): discarding the %d blocks %s changed; resync from %s",
 					pwhy, me.Changes, r.name(r.cfg.Self), r.name(r.cfg.Peer))})
 			d = BecomeTarget
 		default:
-			r.emit(Event{Kind: SplitBrainResolved, Peer: r.cfg.Peer, Blocks: peer.Changes,
+			r.emit(Event{Kind: SplitBrainResolved, Peer: r.cfg.Peer, Blocks: peer.Changes, Gens: divergedGens(p.Gen, r.gen, nil),
 				Reason: fmt.Sprintf("split brain resolved (%s): discarding the %d blocks %s changed; resync to it",
 					pwhy, peer.Changes, r.name(r.cfg.Peer))})
 			d = BecomeSource
@@ -47,6 +47,17 @@ func (r *Replica) handshake() {
 	}
 	r.discardMine = false
 	r.decision = d
+	if d != UnrelatedData && d != Refuse {
+		// The peer follows us again, so every write reaches it: the
+		// suspension for fencing has done its job.
+		r.resume("the peer is connected again")
+	}
+	if d == NoSync || d == BecomeSource || d == FullSource {
+		// The peer is back before our first write without it: it will
+		// receive every write from here on, so there is no divergence to
+		// mark with a new generation.
+		r.newGenPending = false
+	}
 	switch d {
 	case NoSync:
 		r.setConn(Connected, why)
@@ -70,6 +81,28 @@ func (r *Replica) handshake() {
 		r.awaitBitmap = true
 		r.send(Msg{Kind: MsgBitmap, Bitmap: meta.AppendRuns(nil, r.bm)}, BufRef{})
 	}
+}
+
+// divergedGens are the victim's generations the survivor never had: what a
+// split-brain resolution discards. known adds those the victim remembers
+// starting (a restart forgets them, the record does not).
+func divergedGens(victim, survivor meta.Generations, known []meta.UUID) []meta.UUID {
+	has := func(set []meta.UUID, g meta.UUID) bool {
+		for _, x := range set {
+			if x == g {
+				return true
+			}
+		}
+		return false
+	}
+	theirs := []meta.UUID{survivor.Current, survivor.Bitmap, survivor.History[0], survivor.History[1]}
+	out := append([]meta.UUID(nil), known...)
+	for _, g := range []meta.UUID{victim.Current, victim.Bitmap, victim.History[0], victim.History[1]} {
+		if g != 0 && !has(theirs, g) && !has(out, g) {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 // inSync: connected and nothing out of sync; forget what tracked the
