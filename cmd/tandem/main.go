@@ -12,6 +12,8 @@ const usage = `usage: tandem <command> [flags]
 commands:
   sim     run the simulated cluster for one seed and print its trace
   demo    the tutorial's failover story, played in the simulator
+  create-md  write fresh replication metadata on a disk (--disk PATH [--meta PATH] [--node ID] [--force])
+  dump-md    print a disk's replication metadata (--disk PATH [--meta PATH])
   help    this text
 
 Run 'tandem <command> -h' for a command's flags.
@@ -28,6 +30,8 @@ func main() {
 		code = runSim(os.Args[2:], os.Stdout, os.Stderr)
 	case "demo":
 		code = runDemo(os.Args[2:], os.Stdout, os.Stderr)
+	case "create-md", "dump-md":
+		code = runMD(os.Args[1], os.Args[2:], os.Stdout, os.Stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(os.Stdout, usage)
 	default:
