@@ -3,6 +3,8 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"time"
 
 	"tandem/internal/meta"
@@ -70,6 +72,10 @@ type replState struct {
 	peerAckd  map[uint64]bool
 	genWriter map[uint64]genWriter // generation -> the node writing under it
 	lostGens  map[uint64]bool
+	// powerLoss[n] are the times node n lost power (crash or fence), in
+	// order: a write lost with every copy before a flush covered it was
+	// never promised to survive (see lostWithEveryCopy).
+	powerLoss [2][]time.Duration
 	events    ReplResult
 }
 
@@ -508,6 +514,7 @@ func (s *Sim) crashRepl(m *machine) {
 		return
 	}
 	m.r.disk.Crash()
+	s.repl.powerLoss[m.id] = append(s.repl.powerLoss[m.id], s.now)
 	s.repl.pending[m.id] = 0
 	m.r.reqs = map[uint64]int{}
 	m.r.want = false
@@ -533,6 +540,49 @@ func (s *Sim) replEvent(m *machine, ev *repl.Event) {
 	if s.opt.Trace != nil {
 		s.tracef("R %-8s %v %s", m.name, ev.Kind, ev.Reason)
 	}
+}
+
+// flushDone is, for flushes sorted by invoke time, the earliest completion
+// of any flush invoked at or after that one.
+type flushDone struct {
+	invoke []time.Duration
+	done   []time.Duration
+}
+
+func completedFlushes(h *History) flushDone {
+	var f flushDone
+	for i := 0; i < h.Len(); i++ { // the history is in invoke order
+		if r := h.At(i); r.Op == OpFlush && r.Outcome == OK {
+			f.invoke = append(f.invoke, r.Invoke)
+			f.done = append(f.done, r.Complete)
+		}
+	}
+	for i := len(f.done) - 2; i >= 0; i-- {
+		f.done[i] = min(f.done[i], f.done[i+1])
+	}
+	return f
+}
+
+// lostWithEveryCopy: every node that held write w (the one that served it,
+// and the peer if it acknowledged the write) lost power after w started and
+// before any flush invoked after it completed had finished. Its data was then
+// only ever in volatile caches, so a block device may lose it: only a flush
+// makes a write survive the power loss of every copy.
+func (rs *replState) lostWithEveryCopy(w *Request, f flushDone) bool {
+	covered := time.Duration(math.MaxInt64)
+	if i, _ := slices.BinarySearch(f.invoke, w.Complete); i < len(f.invoke) {
+		covered = f.done[i]
+	}
+	for n := range rs.powerLoss {
+		if n != w.Node && !rs.peerAckd[w.ID] {
+			continue // the peer never had it
+		}
+		i, _ := slices.BinarySearch(rs.powerLoss[n], w.Invoke)
+		if i == len(rs.powerLoss[n]) || rs.powerLoss[n][i] >= covered {
+			return false
+		}
+	}
+	return true
 }
 
 // operatorSplitBrain is the liveness phase's operator facing a split brain
@@ -574,6 +624,7 @@ func (s *Sim) finalRepl() {
 	rs := s.repl
 	h := &rs.hist
 	h.AbandonPending()
+	flushes := completedFlushes(h)
 	for i := 0; i < h.Len(); i++ {
 		r := h.At(i)
 		if r.Op == OpRead && rs.lostGens[r.Gen] {
@@ -595,6 +646,9 @@ func (s *Sim) finalRepl() {
 		}
 		if rs.lostGens[r.Gen] {
 			r.MayBeLost = true // discarded by a reported split-brain resolution
+		}
+		if r.Outcome == OK && !r.MayBeLost && rs.lostWithEveryCopy(r, flushes) {
+			r.MayBeLost = true
 		}
 	}
 	var prim *machine

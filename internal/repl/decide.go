@@ -111,9 +111,10 @@ func related(a, b meta.Generations) bool {
 func behind(s Side) bool { return s.Disk == Inconsistent || s.Disk == Outdated }
 
 // sameGenSource decides the direction when both share a current generation:
-// the side that is behind receives; then a crashed primary (whose activity
-// log extents may hold writes the other never got, or lost cached writes)
-// receives; then the primary sends; then the lower node id sends.
+// the side that is behind receives; then a side that lost power (whose
+// cache may have lost writes the other acknowledged; a primary's activity
+// log extents are marked too) receives; then the primary sends; then the
+// lower node id sends.
 func sameGenSource(me, peer Side) bool {
 	if behind(me) != behind(peer) {
 		return behind(peer)

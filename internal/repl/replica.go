@@ -118,7 +118,7 @@ type Replica struct {
 	metaBusy      bool
 	metaAgain     bool
 	metaID        uint64
-	crashed       bool // attached after a primary crash: AL applied, resync from the peer
+	crashed       bool // attached after a power loss: with the same generation, resync from the peer
 	primarySince  uint64
 	newGenPending bool
 	suspended     bool // fencing: waiting until the peer is outdated or fenced
@@ -240,10 +240,14 @@ func New(cfg Config, rec *meta.Record, now proto.Time, seed uint64) (*Replica, e
 		default:
 			r.disk = Consistent
 		}
+		if r.flags&meta.CleanShutdown == 0 {
+			// Power was lost: writes the peer acknowledged may have died in
+			// our volatile cache, so with the same generation we receive.
+			r.crashed = true
+		}
 		if r.flags&meta.WasPrimary != 0 && r.flags&meta.CleanShutdown == 0 {
 			// A primary crashed: writes may have been in flight in every
 			// hot extent, on either disk. Resync them.
-			r.crashed = true
 			for _, e := range rec.AL {
 				first := uint64(e) * meta.BlocksPerExtent
 				if first < cfg.Blocks {
