@@ -63,9 +63,9 @@ func CreateMD(path string, opts CreateOptions) (err error) {
 		return fmt.Errorf("create-md %s: node id %d: only the data nodes 0 and 1 have disks", path, opts.Node)
 	}
 	if opts.MetaPath != "" {
-		created, err := createMetaFile(path, opts)
-		if err != nil {
-			return fmt.Errorf("create-md %s: %w", path, err)
+		created, cerr := createMetaFile(path, opts)
+		if cerr != nil {
+			return fmt.Errorf("create-md %s: %w", path, cerr)
 		}
 		if created {
 			defer func() {
