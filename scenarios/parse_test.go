@@ -242,7 +242,7 @@ func TestParseExpects(t *testing.T) {
 		{"failover within 3s", []Expect{with(e(CondFailover, any, Within), func(x *Expect) { x.D = 3 * time.Second })}},
 		{"failover to server2", []Expect{e(CondFailover, 1, FromHere)}},
 		{"disks-identical at end", nil}, // "at" goes first: an error, see TestParseErrors
-		{"resync-bytes <= 4MiB", []Expect{with(e(CondMeasure, any, FromHere), func(x *Expect) { x.Measure, x.Op, x.Value = ResyncBytes, LE, 4 << 20 })}},
+		{"resync-bytes <= 4MiB", []Expect{with(e(CondMeasure, any, FromHere), func(x *Expect) { x.Measure, x.Op, x.Value = ResyncBytes, LE, 4<<20 })}},
 		{"resync-bytes == 0", []Expect{with(e(CondMeasure, any, FromHere), func(x *Expect) { x.Measure, x.Op, x.Value = ResyncBytes, EQ, 0 })}},
 		{"resync-bytes < 10 blocks within 30s", []Expect{with(e(CondMeasure, any, Within), func(x *Expect) {
 			x.Measure, x.Op, x.Value, x.D = ResyncBytes, LT, 10*BlockSize, 30*time.Second
