@@ -155,7 +155,7 @@ func (g *gatedBackend) noMore(t *testing.T) {
 
 // startServer serves s on a fresh unix socket and shuts it down at the end
 // of the test.
-func startServer(t *testing.T, s *Server) string {
+func startServer(t testing.TB, s *Server) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "nbd.sock")
 	l, err := net.Listen("unix", path)
@@ -179,12 +179,12 @@ func startServer(t *testing.T, s *Server) string {
 
 // client is a minimal NBD client written from the spec, for tests.
 type client struct {
-	t    *testing.T
+	t    testing.TB
 	conn net.Conn
 }
 
 // dial connects and checks the server's greeting.
-func dial(t *testing.T, path string) *client {
+func dial(t testing.TB, path string) *client {
 	t.Helper()
 	conn, err := net.Dial("unix", path)
 	if err != nil {
@@ -325,7 +325,7 @@ func (c *client) info(opt uint32, name string, infos ...uint16) (export, uint32)
 }
 
 // connect dials and enters transmission with NBD_OPT_GO.
-func connect(t *testing.T, path, name string) (*client, export) {
+func connect(t testing.TB, path, name string) (*client, export) {
 	t.Helper()
 	c := dial(t, path)
 	c.sendFlags(3)

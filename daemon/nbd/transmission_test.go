@@ -398,6 +398,8 @@ func TestBadMagicClosesAfterDraining(t *testing.T) {
 	garbage := make([]byte, 28)
 	copy(garbage, "GET / HTTP/1.1\r\n")
 	c.write(garbage)
+	// The reader has given up on the stream before the read completes.
+	waitFor(t, func() bool { return s.Counters().Malformed == 1 }, "the bad magic to be counted")
 	close(g.release)
 	if cookie, code, _ := c.reply(map[uint64]uint32{7: 512}); cookie != 7 || code != 0 {
 		t.Errorf("in-flight read: cookie %d error %d", cookie, code)
