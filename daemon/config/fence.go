@@ -10,11 +10,11 @@ import (
 
 // pfence is one [[fence]] as read.
 type pfence struct {
-	path    string
-	kind    FenceKind
-	name    string
-	targets []proto.NodeID
-	command string
+	path       string
+	kind       FenceKind
+	name       string
+	targets    []proto.NodeID
+	command    string
 	agent      string
 	options    map[string]string
 	peerOption string
