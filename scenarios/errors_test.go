@@ -164,6 +164,10 @@ func TestParseErrors(t *testing.T) {
 			"t.scn:2:24: expected a window length after \"expect primary a within\", got end of line"},
 		{"cluster a b\nfoo\nbar\nbaz\nqux\nquux\ncorge\ngrault\ngarply\nwaldo\nfred\nplugh\nxyzzy\n",
 			"t.scn:2:1: expected \"cluster\", \"at\" or \"expect\", got \"foo\"\nt.scn:3:1: expected \"cluster\", \"at\" or \"expect\", got \"bar\"\nt.scn:4:1: expected \"cluster\", \"at\" or \"expect\", got \"baz\"\nt.scn:5:1: expected \"cluster\", \"at\" or \"expect\", got \"qux\"\nt.scn:6:1: expected \"cluster\", \"at\" or \"expect\", got \"quux\"\nt.scn:7:1: expected \"cluster\", \"at\" or \"expect\", got \"corge\"\nt.scn:8:1: expected \"cluster\", \"at\" or \"expect\", got \"grault\"\nt.scn:9:1: expected \"cluster\", \"at\" or \"expect\", got \"garply\"\nt.scn:10:1: expected \"cluster\", \"at\" or \"expect\", got \"waldo\"\nt.scn:11:1: expected \"cluster\", \"at\" or \"expect\", got \"fred\"\nt.scn:12:1: too many errors; fix the ones above first"},
+		{"cluster a b\nexpect disks-identical at end\n",
+			"t.scn:2:24: expected \"at\" right after \"expect\" (as in \"expect at end disks-identical\"), got it after the condition"},
+		{"cluster a b\nat 1s crash a\nat 2s restart a\nat 3s for 10s crash b\nat 5s restart b\n",
+			"t.scn:4:15: expected b to be down for \"restart\" (the end of its \"for\" window, at 13s), but it is up after \"restart\" on line 5"},
 	} {
 		_, err := Parse("t.scn", []byte(tc.src))
 		if err == nil {

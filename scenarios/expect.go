@@ -74,6 +74,9 @@ func (l *line) expect(head token) {
 	}
 	var conds []Expect
 	for !l.done() && !l.peekIs("within") && !l.peekIs("for") {
+		if t, _ := l.peek(); len(conds) > 0 && l.peekIs("at") {
+			l.failAt(t, `expected "at" right after "expect" (as in "expect at end disks-identical"), got it after the condition`, "")
+		}
 		c := e
 		l.cond(&c)
 		conds = append(conds, c)
