@@ -47,8 +47,12 @@ type Node struct {
 	cfg  Config
 	self proto.NodeID
 	peer proto.NodeID // the other data node; NoNode on the witness
-	mem  *membership.Tracker
-	rnd  uint64
+	// outdated, on the witness: data nodes it marked Outdated for a holder
+	// that lost its replication peer; it votes for neither until it
+	// reports InSync.
+	outdated [2]bool
+	mem      *membership.Tracker
+	rnd      uint64
 
 	incarnation uint64
 	boot, now   proto.Time
@@ -385,8 +389,16 @@ func (n *Node) heartbeat() {
 		if n.rep.WantsPeerOutdated() {
 			hb.Flags |= proto.OutdateRequest
 		}
-		if !n.rep.Promotable() {
+		if n.rep.WontPromote() {
 			hb.Flags |= proto.DiskOutdated
+		}
+		if n.rep.InSyncWithPeer() {
+			hb.Flags |= proto.InSync
+		}
+	}
+	for id, marked := range n.outdated {
+		if marked {
+			hb.Flags |= proto.OutdatedFlag(proto.NodeID(id))
 		}
 	}
 	if n.promisedTo != proto.NoNode && n.promisedTo != n.self && n.now < n.promiseUntil {
@@ -428,6 +440,44 @@ func (n *Node) receive(medium proto.MediumID, hb *proto.Heartbeat) {
 		n.wrap(n.rep.ObservePeer(n.now, hb.State.Holds(), hb.Flags&proto.OutdateRequest != 0,
 			hb.Flags&proto.DiskOutdated != 0))
 	}
+	if n.cfg.IsWitness && hb.From < 2 {
+		n.witnessOutdate(hb)
+	}
+	if n.rep != nil && n.cfg.HasWitness() && hb.From == 2 {
+		// The witness speaks for the holder: a mark on the peer is the
+		// peer outdated; a mark on us outdates our disk.
+		if hb.Flags&proto.OutdatedFlag(n.peer) != 0 {
+			n.wrap(n.rep.ObservePeer(n.now, false, false, true))
+		}
+		if hb.Flags&proto.OutdatedFlag(n.self) != 0 && !n.state.Holds() {
+			n.wrap(n.rep.ObservePeer(n.now, true, true, false))
+		}
+	}
+}
+
+// witnessOutdate is the witness's half of outdating a data node: the holder
+// it promised its vote to lost its replication peer and asks (OutdateRequest)
+// to go on writing alone, so the witness marks the other node Outdated and
+// votes for it no more until it is back in sync. Without the mark, once the
+// holder's lease ran out, the witness could elect a node that misses the
+// holder's latest writes.
+func (n *Node) witnessOutdate(hb *proto.Heartbeat) {
+	from := hb.From
+	if hb.Flags&proto.InSync != 0 && n.outdated[from] {
+		n.outdated[from] = false
+		n.beatNow = true
+		n.emit(Event{Kind: Note, Peer: from, Reason: fmt.Sprintf("%s is in sync again: it may be elected", n.name(from))})
+	}
+	other := 1 - from
+	if hb.Flags&proto.OutdateRequest == 0 || !hb.State.Holds() || n.outdated[from] || n.outdated[other] {
+		return
+	}
+	if n.promisedTo != from || n.now >= n.promiseUntil {
+		return // only the lease holder may outdate the other
+	}
+	n.outdated[other] = true
+	n.beatNow = true
+	n.emit(Event{Kind: Note, Peer: other, Reason: fmt.Sprintf("marked %s Outdated for %s, which writes without it; no vote for it until it is in sync", n.name(other), n.name(from))})
 }
 
 func (n *Node) mediumName(id proto.MediumID) string {
@@ -465,15 +515,13 @@ func (n *Node) checkPeers() {
 }
 
 // peerGoneToReplica tells the replicated disk the peer is gone. It counts
-// as fenced (safe to write without it) after a successful fence, or under
-// the witness policy while this holder's majority lease runs: the peer then
-// cannot gain a majority to promote.
+// as fenced (safe to write without it) after a successful fence. Under the
+// witness policy the holder instead waits for the witness to mark the peer
+// Outdated (witnessOutdate): a lease alone would let the peer be elected
+// with stale data once it ran out.
 func (n *Node) peerGoneToReplica(fenced bool) {
 	if n.rep == nil {
 		return
-	}
-	if n.cfg.Fencing == FenceWitness && n.state.Holds() && n.leaseValid(n.now) {
-		fenced = true
 	}
 	n.wrap(n.rep.Step(n.now, repl.Input{Kind: repl.PeerGone, Fenced: fenced}))
 }
@@ -501,6 +549,12 @@ func (n *Node) considerRequest(hb *proto.Heartbeat) {
 	}
 	if n.candidate || n.state.Holds() {
 		return // our vote is our own
+	}
+	if int(hb.From) < len(n.outdated) && n.outdated[hb.From] {
+		return // its data misses the holder's latest writes
+	}
+	if n.rep != nil && hb.From == n.peer && n.rep.KnowsPeerOutdated() {
+		return // we wrote without it: it must resync from us first
 	}
 	free := n.promisedTo == proto.NoNode || n.promisedTo == hb.From || n.now >= n.promiseUntil
 	if !free {

@@ -120,7 +120,24 @@ const (
 	// DiskOutdated: the sender's disk is not promotable (Outdated,
 	// Inconsistent or none): it confirms an outdate request.
 	DiskOutdated
+	// InSync: the sender's disk is UpToDate and connected to its peer with
+	// nothing to resync: a witness forgets that it outdated it.
+	InSync
+	// Outdated0 and Outdated1, from a witness: it marked data node 0 (1)
+	// Outdated at the holder's request and will not vote for it until it
+	// reports InSync. The holder takes this as the peer outdated; the
+	// marked node outdates its own disk.
+	Outdated0
+	Outdated1
 )
+
+// OutdatedFlag is the witness flag that marks data node id Outdated.
+func OutdatedFlag(id NodeID) Flags {
+	if id == 0 {
+		return Outdated0
+	}
+	return Outdated1
+}
 
 // Heartbeat is the one message nodes exchange. The same heartbeat (same Seq)
 // goes out on every medium, so a receiver can tell media apart and count the

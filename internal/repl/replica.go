@@ -316,6 +316,29 @@ func (r *Replica) CanPromote(force bool) (bool, string) {
 // Promotable is CanPromote without force.
 func (r *Replica) Promotable() bool { ok, _ := r.CanPromote(false); return ok }
 
+// WontPromote reports whether this node's disk keeps it from becoming
+// Primary whatever happens to the link (the dopd "outdated" answer): it is
+// Outdated, Inconsistent, absent, or Consistent without a peer to vouch for
+// it. A peer being Primary is no such reason: it may die.
+func (r *Replica) WontPromote() bool {
+	switch r.disk {
+	case UpToDate:
+		return false
+	case Diskless:
+		return !(r.conn.Linked() && r.pdisk == UpToDate)
+	}
+	return r.role != Primary
+}
+
+// InSyncWithPeer: connected, both disks UpToDate, nothing out of sync.
+func (r *Replica) InSyncWithPeer() bool {
+	return r.conn == Connected && r.disk == UpToDate && r.pdisk == UpToDate && r.bm.Count() == 0
+}
+
+// KnowsPeerOutdated: this node wrote without the peer after the peer was
+// outdated or fenced; the peer must resync from it before it may lead.
+func (r *Replica) KnowsPeerOutdated() bool { return r.flags&meta.PeerOutdated != 0 }
+
 // DataGen is the current data generation, advertised in heartbeats.
 func (r *Replica) DataGen() meta.UUID { return r.gen.Current }
 
@@ -401,7 +424,9 @@ func (r *Replica) ObservePeer(now proto.Time, peerPrimary, outdateRequest, peerO
 	if now > r.now {
 		r.now = now
 	}
-	if r.conn.Linked() {
+	if r.conn.Linked() || r.link != 0 {
+		// Linked, or in the handshake: our hello already told the peer
+		// our disk state, and the link is what will settle it.
 		return r.out
 	}
 	if outdateRequest && peerPrimary && r.role == Secondary &&
@@ -1221,9 +1246,13 @@ func (r *Replica) linkLost(why string) {
 	r.epochWrites = 0
 	r.epoch++
 	r.ackedEpoch = r.epoch - 1
+	var orphans []*req // writes in flight that will now complete without the peer
 	for _, q := range r.order {
 		if q.needPeer && !q.peerOK {
 			q.needPeer = false
+			if q.op != Read && q.localErr == OK {
+				orphans = append(orphans, q)
+			}
 			if q.op == Read {
 				if q.repair || !q.localDone {
 					q.repair = false
@@ -1260,6 +1289,15 @@ func (r *Replica) linkLost(why string) {
 	r.out = append(r.out, Output{Kind: WantLink, Connect: false, Conn: closed})
 	if wasLinked && r.role == Primary {
 		r.newGenPending = true
+		if len(orphans) > 0 {
+			// These writes diverge from the peer: they belong to a new
+			// generation, so a later split-brain resolution that discards
+			// our changes names them too.
+			r.rotate("writes in flight lost the peer")
+			for _, q := range orphans {
+				q.gen = r.gen.Current
+			}
+		}
 		// Only a peer that could be promoted is a risk worth freezing for.
 		if r.cfg.Fencing && !r.suspended && (peerDisk == UpToDate || peerDisk == Consistent) {
 			r.suspended = true

@@ -112,7 +112,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // knownFlags are the proto.Flags bits this version understands; a packet
 // with any other bit is rejected rather than half understood.
 const knownFlags = proto.WantVotes | proto.Ineligible | proto.WantGroup | proto.Abstaining |
-	proto.OutdateRequest | proto.DiskOutdated
+	proto.OutdateRequest | proto.DiskOutdated | proto.InSync | proto.Outdated0 | proto.Outdated1
 
 // AppendHeartbeat appends the encoded heartbeat to dst and returns the
 // extended slice. With a non-nil key the packet carries an HMAC-SHA256
