@@ -220,6 +220,8 @@ func TestServerConfigErrors(t *testing.T) {
 	}{
 		{&Server{}, "Backend is nil"},
 		{&Server{Backend: newMemBackend(4096), MaxPayload: 1000}, "multiple of 512"},
+		{&Server{Backend: newMemBackend(4096), MaxPayload: 1024}, "from 4096"},
+		{&Server{Backend: newMemBackend(4096), HandshakeTimeout: -time.Second}, "must be positive"},
 		{&Server{Backend: newMemBackend(4096), MaxInFlight: -1}, "must be positive"},
 		{&Server{Backend: newMemBackend(4096), MaxPayload: 1 << 20, MaxInFlightBytes: 4096}, "less than MaxPayload"},
 		{&Server{Backend: newMemBackend(4096), ExportName: strings.Repeat("x", 4097)}, "at most 4096"},

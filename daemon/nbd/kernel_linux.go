@@ -68,7 +68,9 @@ type KernelConfig struct {
 	// Flags are the transmission flags, as given to ServeTransmission
 	// (usually ExportFlags(backend)). The kernel makes the device read-only
 	// for FlagReadOnly and sends flushes, FUA, discards and write-zeroes
-	// only for the matching flags.
+	// only for the matching flags. They hold while the device is attached:
+	// a device that may be promoted is better attached without
+	// FlagReadOnly, its Backend refusing writes (EPERM) while Secondary.
 	Flags Flags
 	// DeadConnTimeout is how long, in whole seconds, the kernel holds I/O
 	// when the daemon's end of the socket is gone before failing it.
@@ -100,7 +102,8 @@ func (d *Device) Path() string { return fmt.Sprintf("/dev/nbd%d", d.Index) }
 
 // KernelSocketPair makes the socket pair for AttachKernel: kernelEnd goes to
 // AttachKernel (and may be closed once it returns: the kernel holds its own
-// reference), serverEnd to ServeTransmission.
+// reference), serverEnd to ServeTransmission, which should be running by
+// the time AttachKernel returns: udev reads the new device at once.
 func KernelSocketPair() (kernelEnd *os.File, serverEnd net.Conn, err error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

@@ -56,7 +56,9 @@ type Server struct {
 	// Default DefaultMaxInFlight.
 	MaxInFlight int
 	// MaxPayload is the largest READ or WRITE in bytes, a multiple of
-	// MinBlockSize; larger ones fail with EINVAL without allocating.
+	// MinBlockSize from PreferredBlockSize up; larger ones fail with EINVAL
+	// without allocating. The kernel sends up to 32 MiB and knows no other
+	// limit, so a server that feeds /dev/nbdN keeps the default.
 	// Default DefaultMaxPayload.
 	MaxPayload uint32
 	// MaxInFlightBytes bounds the data buffers of one connection's requests
@@ -111,8 +113,8 @@ func (s *Server) applyDefaults() error {
 	s.maxPayload = s.MaxPayload
 	if s.maxPayload == 0 {
 		s.maxPayload = DefaultMaxPayload
-	} else if s.maxPayload%MinBlockSize != 0 || s.maxPayload > 1<<31 {
-		return fmt.Errorf("nbd: Server.MaxPayload is %d; it must be a multiple of %d and at most 2 GiB", s.MaxPayload, MinBlockSize)
+	} else if s.maxPayload%MinBlockSize != 0 || s.maxPayload < PreferredBlockSize || s.maxPayload > 1<<31 {
+		return fmt.Errorf("nbd: Server.MaxPayload is %d; it must be a multiple of %d from %d to 2 GiB", s.MaxPayload, MinBlockSize, PreferredBlockSize)
 	}
 	s.maxInFlightBytes = s.MaxInFlightBytes
 	if s.maxInFlightBytes == 0 {
@@ -123,6 +125,8 @@ func (s *Server) applyDefaults() error {
 	s.handshakeTimeout = s.HandshakeTimeout
 	if s.handshakeTimeout == 0 {
 		s.handshakeTimeout = DefaultHandshakeTimeout
+	} else if s.handshakeTimeout < 0 {
+		return fmt.Errorf("nbd: Server.HandshakeTimeout is %v; it must be positive", s.HandshakeTimeout)
 	}
 	s.log = s.Logger
 	if s.log == nil {

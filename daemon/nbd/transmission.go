@@ -236,7 +236,7 @@ func (c *conn) serve(req request, dataBytes uint64) {
 	var data []byte
 	if code == 0 {
 		c.s.counters.succeeded(req.typ, req.length)
-		if req.typ == cmdRead {
+		if req.typ == cmdRead && req.buf != nil { // nil for an empty read
 			data = *req.buf
 		}
 	} else if n := c.s.counters.errors.Add(1); n&(n-1) == 0 {
