@@ -13,7 +13,8 @@ import (
 // particular order; ordering them is the client's business, as it is for a
 // disk. Calls may block for as long as the write takes to be acknowledged
 // (protocol A, B or C); the reply is sent when the call returns. Offsets and
-// lengths are always multiples of MinBlockSize (512) and inside Size();
+// lengths are always multiples of MinBlockSize (512), never empty, and
+// inside Size() (trims and write-zeroes may span up to 4 GiB);
 // ReadAt and WriteAt get a slice of exactly the requested length, which the
 // backend must not keep after returning.
 //
