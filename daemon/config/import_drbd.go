@@ -209,11 +209,11 @@ type drbdResource struct {
 }
 
 type drbdHost struct {
-	name, where           string
+	name, where            string
 	device, disk, metaDisk string
-	address, host         string
-	addressAt             string
-	nbd                   string
+	address, host          string
+	addressAt              string
+	nbd                    string
 }
 
 func (r *drbdResource) setOpt(key string, st *drbdStmt) {
@@ -491,7 +491,7 @@ func (im *importer) convertOptions(r *drbdResource) {
 		case tenths <= pi*10:
 			im.note(where, "timeout %s (%.1fs): Tandem's ping_timeout must exceed ping_interval (%ds); left at its default, 3× ping_interval", v, float64(tenths)/10, pi)
 		default:
-			s.set("ping_timeout", quote((time.Duration(tenths)*100*time.Millisecond).String()), "timeout "+v)
+			s.set("ping_timeout", quote((time.Duration(tenths) * 100 * time.Millisecond).String()), "timeout "+v)
 		}
 	}
 	for _, k := range []string{"syncer.rate", "disk.resync-rate"} {
