@@ -14,6 +14,8 @@ commands:
   demo    the tutorial's failover story, played in the simulator
   create-md  write fresh replication metadata on a disk (--disk PATH [--meta PATH] [--node ID] [--force])
   dump-md    print a disk's replication metadata (--disk PATH [--meta PATH])
+  check   check the configuration file (--config FILE [--node NAME])
+  import  convert ha.cf, haresources, authkeys and drbd.conf into a configuration file
   help    this text
 
 Run 'tandem <command> -h' for a command's flags.
@@ -32,6 +34,10 @@ func main() {
 		code = runDemo(os.Args[2:], os.Stdout, os.Stderr)
 	case "create-md", "dump-md":
 		code = runMD(os.Args[1], os.Args[2:], os.Stdout, os.Stderr)
+	case "check":
+		code = runCheck(os.Args[2:], os.Stdout, os.Stderr)
+	case "import":
+		code = runImport(os.Args[2:], os.Stdout, os.Stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(os.Stdout, usage)
 	default:

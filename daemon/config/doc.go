@@ -14,3 +14,6 @@
 //
 // config.md next to this file documents every key.
 package config
+
+// DefaultPath is where the daemon and `tandem check` look for the file.
+const DefaultPath = "/etc/tandem/tandem.toml"
