@@ -418,11 +418,14 @@ const (
 	Fences
 	// VerifyMismatches: blocks an online verify found out of sync.
 	VerifyMismatches
+	// FailedRequests: application requests (reads, writes, flushes) that
+	// completed with an error.
+	FailedRequests
 
 	numMeasures
 )
 
-var measureWords = [...]string{"?", "resync-bytes", "lost-writes", "failovers", "fences", "verify-mismatches"}
+var measureWords = [...]string{"?", "resync-bytes", "lost-writes", "failovers", "fences", "verify-mismatches", "failed-requests"}
 
 // String returns the measure's word, e.g. "resync-bytes".
 func (m Measure) String() string {

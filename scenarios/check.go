@@ -3,6 +3,8 @@ package scenarios
 import (
 	"fmt"
 	"slices"
+
+	"tandem/internal/node"
 )
 
 // timed is a step of the expanded timeline; undo: it ends the For window of
@@ -72,12 +74,14 @@ func (m *machine) since() string {
 }
 
 // checkTimeline replays the expanded timeline and reports each step the
-// machine states forbid: restarting a running node, thawing one that is not
-// frozen, a command typed on a node that is down, cutting a cut cable.
+// machine states forbid: restarting a running node (unless stonith may have
+// powered it off), thawing one that is not frozen, a command typed on a node
+// that is down, cutting a cut cable.
 func checkTimeline(sc *Scenario, errs *errList) {
 	names := sc.Cluster.Nodes
 	ms := make([]machine, len(names))
 	serialCut, serialLine := false, 0
+	stonith := sc.Cluster.WithDefaults().Fencing == node.FenceStonith
 	for _, t := range sc.expand() {
 		st := t.Step
 		verb := st.Kind.String()
@@ -104,8 +108,11 @@ func checkTimeline(sc *Scenario, errs *errList) {
 				change()
 			}
 		case k == Restart:
-			if need(m.down, "down") {
-				m.down = false
+			// Under stonith a node may be down without a step saying so:
+			// fencing powered it off. Restarting it is then the operator's
+			// next move, and a no-op if it was not fenced after all.
+			if need(m.down || stonith && st.Node < 2, "down") {
+				*m = machine{}
 				change()
 			}
 		case k == Freeze:

@@ -298,7 +298,7 @@ func genExpect(rt *rapid.T, c *Cluster, anchor time.Duration) Expect {
 			}
 		}
 	case CondMeasure:
-		e.Measure = Measure(rapid.IntRange(int(ResyncBytes), int(VerifyMismatches)).Draw(rt, "measure"))
+		e.Measure = Measure(rapid.IntRange(int(ResyncBytes), int(numMeasures-1)).Draw(rt, "measure"))
 		e.Op = rapid.SampledFrom(cmpOps).Draw(rt, "op")
 		e.Value = rapid.Uint64Range(0, 1<<40).Draw(rt, "value")
 	}
