@@ -4,10 +4,15 @@
 //
 // The daemon wires it to the core (internal/repl) like this:
 //
-//	Output WantLink{Connect}        -> Manager.SetWanted(Connect)
-//	Output WantLink{Connect: false, Conn} -> Manager.Close(Conn)
-//	Output Send{Conn, Msg, Buf}     -> Manager.Send(Conn, &Msg, bytes of Buf)
-//	Event Up / Msg / Down           -> Input LinkUp / Receive / LinkDown
+//	Output WantLink{Connect}, Conn 0     -> Manager.SetWanted(Connect)
+//	Output WantLink{Conn} with Conn != 0 -> Manager.Close(Conn) only
+//	Output Send{Conn, Msg, Buf}          -> Manager.Send(Conn, &Msg, bytes of Buf)
+//	Event Up / Msg / Down                -> Input LinkUp / Receive / LinkDown
+//
+// (The core follows a WantLink that closes a connection with one that says
+// whether it wants the link; treating the first as SetWanted(false) would
+// close a newer connection the core has not heard of yet.) A Msg event's
+// Payload becomes the core's RecvBuf; release it when the core says so.
 //
 // Connection ids are this node's own (1, 2, 3, ...; the peer numbers its
 // side separately), so a message of an old connection can never be taken

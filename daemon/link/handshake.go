@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,9 +13,7 @@ import (
 // The handshake, on every new TCP connection, before any frame:
 //
 //  1. Both sides send a hello: magic "TNDH", version, their own name, the
-//     name they expect at the other end, a fresh 32-byte random nonce, and
-//     their incarnation and epoch (see Manager: what the deciding node
-//     needs to tell a duplicate connection from a replacement).
+//     name they expect at the other end and a fresh 32-byte random nonce.
 //  2. Each checks the names in the peer's hello, then sends its proof:
 //     HMAC-SHA256(key, "tandem-link-1 proof " + role + transcript), where
 //     role is "dialer" or "acceptor" and the transcript is the dialer's hello
@@ -43,10 +40,8 @@ var errPeerName = errors.New("wrong node names")
 
 // hello is one side's opening message.
 type hello struct {
-	from, to    string
-	nonce       [nonceLen]byte
-	incarnation uint64
-	epoch       uint64
+	from, to string
+	nonce    [nonceLen]byte
 }
 
 func (h *hello) appendTo(dst []byte) []byte {
@@ -54,15 +49,13 @@ func (h *hello) appendTo(dst []byte) []byte {
 	dst = append(dst, helloVersion, byte(len(h.from)), byte(len(h.to)))
 	dst = append(dst, h.from...)
 	dst = append(dst, h.to...)
-	dst = append(dst, h.nonce[:]...)
-	dst = binary.BigEndian.AppendUint64(dst, h.incarnation)
-	return binary.BigEndian.AppendUint64(dst, h.epoch)
+	return append(dst, h.nonce[:]...)
 }
 
 // readHello reads one hello and returns it with its bytes.
 func readHello(r io.Reader) (hello, []byte, error) {
 	var h hello
-	fixed := make([]byte, 7, 7+2*MaxNameLen+nonceLen+16)
+	fixed := make([]byte, 7, 7+2*MaxNameLen+nonceLen)
 	if _, err := io.ReadFull(r, fixed); err != nil {
 		return h, nil, fmt.Errorf("read hello: %w", err)
 	}
@@ -76,7 +69,7 @@ func readHello(r io.Reader) (hello, []byte, error) {
 	if nf == 0 || nt == 0 || nf > MaxNameLen || nt > MaxNameLen {
 		return h, nil, fmt.Errorf("%w: hello: name lengths %d and %d (1 to %d)", ErrMalformed, nf, nt, MaxNameLen)
 	}
-	b := fixed[:7+nf+nt+nonceLen+16]
+	b := fixed[:7+nf+nt+nonceLen]
 	if _, err := io.ReadFull(r, b[7:]); err != nil {
 		return h, nil, fmt.Errorf("read hello: %w", noEOF(err))
 	}
@@ -84,8 +77,6 @@ func readHello(r io.Reader) (hello, []byte, error) {
 	h.from, h.to = string(p[:nf]), string(p[nf:nf+nt])
 	p = p[nf+nt:]
 	copy(h.nonce[:], p)
-	h.incarnation = binary.BigEndian.Uint64(p[nonceLen:])
-	h.epoch = binary.BigEndian.Uint64(p[nonceLen+8:])
 	return h, b, nil
 }
 

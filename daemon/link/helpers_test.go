@@ -23,10 +23,12 @@ var testKey = []byte("tandem test authkey 0123456789")
 // testLogger discards the Manager's log unless TANDEM_LINK_LOG is set.
 func testLogger(t *testing.T) *slog.Logger {
 	if os.Getenv("TANDEM_LINK_LOG") == "" {
-		return slog.New(slog.DiscardHandler)
+		return discardLogger()
 	}
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 type tWriter struct{ t *testing.T }
 
@@ -37,7 +39,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 
 // freeAddr returns a loopback address with a port nobody listens on (it was
 // free a moment ago; the kernel does not hand it out again at once).
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -156,7 +158,7 @@ type rawPeer struct {
 // dialRaw connects to addr as self (expecting peer), runs the handshake and,
 // if self does not decide, waits for the accept frame. A refusal returns
 // io.EOF.
-func dialRaw(t *testing.T, addr, self, peer string, key []byte, inc, epoch uint64) (*rawPeer, error) {
+func dialRaw(t *testing.T, addr, self, peer string, key []byte) (*rawPeer, error) {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -165,7 +167,7 @@ func dialRaw(t *testing.T, addr, self, peer string, key []byte, inc, epoch uint6
 	t.Cleanup(func() { nc.Close() })
 	nc.SetDeadline(time.Now().Add(5 * time.Second))
 	r := &rawPeer{t: t, nc: nc, br: bufio.NewReader(nc), seq: 1}
-	mine := hello{from: self, to: peer, nonce: newNonce(), incarnation: inc, epoch: epoch}
+	mine := hello{from: self, to: peer, nonce: newNonce()}
 	s, err := handshake(io.MultiWriter(nc, &r.sent), r.br, key, mine, peer, true)
 	if err != nil {
 		return r, err

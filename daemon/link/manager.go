@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -226,22 +224,24 @@ type stats struct {
 //
 // SetWanted, Send, Close, Counters and Shutdown are safe for concurrent use.
 //
-// Which connection stays: each node sends, in its hello, a random
-// incarnation (new at New) and an epoch (one more each time its connection
-// ends). The node whose name sorts first decides: it takes a new
-// connection if it has none, or if the peer's (incarnation, epoch) shows
-// the peer has lost the one in use (restart, or it saw it break first);
-// otherwise the new one is a duplicate of a simultaneous connect and it
-// closes it. It confirms the one it takes with an accept frame, and the
-// other node goes Up only on that frame, so both keep the same connection
-// and neither reports one that the other refused.
+// Which connection stays when both nodes connect at once: the node whose
+// name sorts first decides (the leader), the other follows. A node dials
+// only while it has no connection, and drops its own dial if it takes one
+// meanwhile. The follower has at most one connection in its handshake at a
+// time (its own dial, from the moment it reaches the leader's port, or one
+// it accepted) and closes any other at once. So a connection from the
+// follower that completes its handshake at the leader was made while the
+// follower had no other: the leader takes it, replacing the one it had
+// (which the follower has lost: it restarted, or saw it break first), and
+// confirms it with an accept frame. The follower goes Up only on that
+// frame, so both keep the same connection and neither reports one the
+// other did not take.
 type Manager struct {
 	cfg    Config
 	events chan<- Event
 	log    *slog.Logger
 	ln     net.Listener
 	leader bool
-	inc    uint64
 	st     stats
 
 	mu       sync.Mutex
@@ -250,9 +250,7 @@ type Manager struct {
 	cur      *conn // the connection in use, nil if none
 	last     *conn // the newest connection that went Up (cur, or ended)
 	nextID   uint64
-	epoch    uint64
-	pending  map[net.Conn]struct{} // handshakes in progress
-	inbound  int                   // of which accepted ones
+	pending  map[net.Conn]struct{} // connections in their handshake
 	everUp   bool
 	live     atomic.Pointer[conn] // cur, for Send without the lock
 	wake     chan struct{}
@@ -263,9 +261,10 @@ type Manager struct {
 	wg       sync.WaitGroup
 }
 
-// maxInbound bounds concurrent inbound handshakes, so that a flood of
-// connections to the port cannot tie up goroutines and memory.
-const maxInbound = 4
+// maxPending bounds the leader's concurrent handshakes, so that a flood
+// of connections to the port cannot tie up goroutines and memory (the
+// follower allows one).
+const maxPending = 4
 
 // New starts listening on cfg.ListenAddr and returns a Manager. It dials
 // nobody until SetWanted(true). Events go to events (see Manager).
@@ -276,9 +275,6 @@ func New(cfg Config, events chan<- Event) (*Manager, error) {
 	m := &Manager{cfg: cfg, events: events, log: cfg.Logger.With("link", cfg.Peer),
 		leader: cfg.Self < cfg.Peer, pending: map[net.Conn]struct{}{},
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
-	var b [8]byte
-	rand.Read(b[:])
-	m.inc = binary.BigEndian.Uint64(b[:])
 	lc := net.ListenConfig{Control: m.control}
 	lc.KeepAlive, lc.KeepAliveConfig = m.keepAlive()
 	ln, err := lc.Listen(context.Background(), "tcp", cfg.ListenAddr)
@@ -297,7 +293,7 @@ func New(cfg Config, events chan<- Event) (*Manager, error) {
 func (m *Manager) Addr() net.Addr { return m.ln.Addr() }
 
 // SetWanted says whether the link should exist (the core's WantLink
-// Connect). true: dial (and accept) until connected, and again whenever the
+// Connect, from a WantLink without Conn). true: dial (and accept) until connected, and again whenever the
 // connection ends. false: close the connection and stop dialing; incoming
 // connections are closed unanswered.
 func (m *Manager) SetWanted(want bool) {
@@ -314,8 +310,8 @@ func (m *Manager) SetWanted(want bool) {
 	}
 }
 
-// Close closes connection conn (the core's WantLink with Connect false and
-// Conn set); a Down follows. Unknown or already closed connections are
+// Close closes connection conn (the core's WantLink with Conn set; it
+// does not change what SetWanted said); a Down follows. Unknown or already closed connections are
 // ignored. If the link is still wanted, the Manager connects again.
 func (m *Manager) Close(conn uint64) {
 	m.mu.Lock()
@@ -328,7 +324,8 @@ func (m *Manager) Close(conn uint64) {
 
 // Send queues m with payload on connection conn and returns at once; a
 // writer goroutine sends it. It fails with ErrNotConnected if conn is not
-// the open connection, ErrQueueFull if the queue is at its bound (nothing is
+// the open connection (expected between a connection's end and the core
+// hearing of it: the Down event is on its way), ErrQueueFull if the queue is at its bound (nothing is
 // dropped silently: the caller decides), ErrOversized for a payload or
 // bitmap over MaxPayload, or CheckMsg's error. The payload is not copied:
 // it must not change until the frame is written (a change is caught by the
@@ -518,14 +515,7 @@ func (m *Manager) acceptLoop() {
 			}
 			continue
 		}
-		m.mu.Lock()
-		ok := m.wanted && !m.closed && m.inbound < maxInbound
-		if ok {
-			m.inbound++
-			m.pending[nc] = struct{}{}
-		}
-		m.mu.Unlock()
-		if !ok {
+		if !m.claim(nc, false) {
 			m.st.refused.Add(1)
 			nc.Close()
 			continue
@@ -534,9 +524,6 @@ func (m *Manager) acceptLoop() {
 		go func() {
 			defer m.wg.Done()
 			m.establish(nc, false)
-			m.mu.Lock()
-			m.inbound--
-			m.mu.Unlock()
 		}()
 	}
 }
@@ -584,15 +571,29 @@ func (m *Manager) dialOnce() bool {
 		}
 		return false
 	}
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
+	if !m.claim(nc, true) {
+		// In a handshake with an inbound connection, or one was taken.
 		nc.Close()
 		return false
 	}
-	m.pending[nc] = struct{}{}
-	m.mu.Unlock()
 	return m.establish(nc, true)
+}
+
+// claim admits nc to the handshake unless the link is not wanted, the
+// handshake slots are taken (the follower has one; see Manager), or nc is
+// our own dial and a connection was taken while it connected.
+func (m *Manager) claim(nc net.Conn, dialer bool) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	limit := 1
+	if m.leader {
+		limit = maxPending
+	}
+	if !m.wanted || m.closed || len(m.pending) >= limit || (dialer && m.cur != nil) {
+		return false
+	}
+	m.pending[nc] = struct{}{}
+	return true
 }
 
 // establish authenticates nc and, if it is to be the connection, starts it.
@@ -609,20 +610,18 @@ func (m *Manager) establish(nc net.Conn, dialer bool) (taken bool) {
 	m.tune(nc)
 	nc.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
 	br := bufio.NewReaderSize(nc, 64<<10)
-	m.mu.Lock()
-	mine := hello{from: m.cfg.Self, to: m.cfg.Peer, nonce: newNonce(), incarnation: m.inc, epoch: m.epoch}
-	m.mu.Unlock()
+	mine := hello{from: m.cfg.Self, to: m.cfg.Peer, nonce: newNonce()}
 	s, err := handshake(nc, br, m.cfg.Key, mine, m.cfg.Peer, dialer)
 	if err != nil {
 		m.handshakeFailed(nc, err)
 		return false
 	}
-	c := &conn{m: m, nc: nc, peerInc: s.peer.incarnation, peerEpoch: s.peer.epoch,
+	c := &conn{m: m, nc: nc,
 		sendq: make(chan *frame, m.cfg.QueueFrames), closing: make(chan struct{}),
 		done: make(chan struct{}), writerDone: make(chan struct{}),
 		rd: newFrameReader(br, s.recvKey, m.cfg.MaxPayload), sendKey: s.sendKey}
 	if m.leader {
-		if why := m.adopt(c); why != "" {
+		if why := m.adopt(c, dialer); why != "" {
 			m.refuse(nc, why)
 			return false
 		}
@@ -648,7 +647,7 @@ func (m *Manager) establish(nc net.Conn, dialer bool) (taken bool) {
 			}
 			return false
 		}
-		if why := m.adopt(c); why != "" {
+		if why := m.adopt(c, false); why != "" {
 			m.refuse(nc, why)
 			return false
 		}
@@ -681,11 +680,10 @@ func (m *Manager) refuse(nc net.Conn, why string) {
 	m.log.Debug("link: connection refused", "peer", m.cfg.Peer, "remote", nc.RemoteAddr().String(), "why", why)
 }
 
-// adopt makes c the connection in use, unless it must be refused (the
-// reason is returned). The deciding node refuses a connection that does
-// not show the peer has lost the current one; the other node takes what
-// the decider accepted.
-func (m *Manager) adopt(c *conn) (refused string) {
+// adopt makes c the connection in use, replacing the one before, unless
+// the link is no longer wanted or c is the leader's own dial and it took a
+// connection from the follower meanwhile (the reason is returned).
+func (m *Manager) adopt(c *conn, ownDial bool) (refused string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
@@ -693,9 +691,10 @@ func (m *Manager) adopt(c *conn) (refused string) {
 		return "shutting down"
 	case !m.wanted:
 		return "link not wanted"
-	case m.leader && m.cur != nil && c.peerInc == m.cur.peerInc && c.peerEpoch <= m.cur.peerEpoch:
-		return "duplicate of the connection in use"
+	case ownDial && m.cur != nil:
+		return "a connection from the peer was taken while dialing"
 	}
+	delete(m.pending, c.nc) // from handshake to in use in one step
 	old := m.cur
 	m.nextID++
 	c.id = m.nextID
@@ -719,7 +718,6 @@ func (m *Manager) ended(c *conn) {
 	if m.cur == c {
 		m.cur = nil
 		m.live.Store(nil)
-		m.epoch++
 	}
 	m.mu.Unlock()
 	m.kick()
@@ -730,14 +728,12 @@ func (m *Manager) ended(c *conn) {
 // conn is one established connection: a reader goroutine (which also emits
 // the connection's events) and a writer goroutine.
 type conn struct {
-	m         *Manager
-	nc        net.Conn
-	id        uint64
-	prev      *conn // its Down must be out before our Up
-	peerInc   uint64
-	peerEpoch uint64
-	rd        *frameReader
-	sendKey   []byte
+	m       *Manager
+	nc      net.Conn
+	id      uint64
+	prev    *conn // its Down must be out before our Up
+	rd      *frameReader
+	sendKey []byte
 
 	sendq      chan *frame
 	queued     atomic.Int64
