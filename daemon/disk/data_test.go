@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -413,5 +414,66 @@ func TestBuffers(t *testing.T) {
 		if cap(g) != BlockSize || !aligned(g) {
 			t.Fatalf("GetBuf(1) handed out a foreign buffer: cap %d", cap(g))
 		}
+	}
+}
+
+// TestConcurrent: writes, trims, flushes and a metadata persist from many
+// goroutines at once (as the daemon issues independent DiskIO outputs) all
+// land; run with -race.
+func TestConcurrent(t *testing.T) {
+	path := sparseFile(t, testBytes)
+	if err := CreateMD(path, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d := openT(t, path, Options{Direct: true})
+	rec, err := d.LoadMeta()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 8, 32
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each*2+1) // room for every send: drained after Wait
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				block := uint64(w*each+i) * 2
+				buf := GetBuf(2)
+				pattern(buf, block, byte(w+1))
+				errs <- d.WriteAt(buf, block, i%4 == 0)
+				PutBuf(buf)
+				if i%8 == 7 {
+					errs <- d.Flush()
+					errs <- d.Trim(block+1, 1)
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		rec.Seq++
+		rec.Bitmap.SetRange(0, 100)
+		errs <- d.PersistMeta(rec, false)
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for w := range workers {
+		for i := range each {
+			block := uint64(w*each+i) * 2
+			want, got := make([]byte, 2*BlockSize), GetBuf(2)
+			pattern(want, block, byte(w+1))
+			if i%8 == 7 {
+				clear(want[BlockSize:])
+			}
+			if err := d.ReadAt(got, block); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("blocks %d+2 (worker %d): err %v, equal %t", block, w, err, bytes.Equal(got, want))
+			}
+		}
+	}
+	if got, _ := onDisk(t, d); got.Seq != 1 || got.Bitmap.Count() != 100 {
+		t.Fatalf("metadata persisted beside the data I/O: Seq %d, %d bits", got.Seq, got.Bitmap.Count())
 	}
 }
