@@ -307,6 +307,12 @@ func TestRefused(t *testing.T) {
 			[]wantErr{{at: "authkey", key: "cluster.authkey", msg: `the key is 3 bytes, too short`}}},
 		{"TOML syntax", edit(t, base, `deadtime = "10s"`, `deadtime = "10s`),
 			[]wantErr{{at: `deadtime = "10s`, key: "cluster.deadtime", msg: `TOML syntax: strings cannot contain newlines`}}},
+		{"a section written as a key", "cluster = \"mail\"\n" + base[strings.Index(base, "[[node]]"):],
+			[]wantErr{{at: "cluster =", key: "cluster", msg: `cluster is a section; write [cluster] and its keys on the lines below it`}}},
+		{"an array of tables written as a key", "node = \"server3\"\n" + base[:strings.Index(base, "[[node]]")],
+			[]wantErr{{at: "node =", key: "node", msg: `node is a section; write [[node]] and its keys on the lines below it`}}},
+		{"a table where a string goes", edit(t, base, `name = "server2"`, `name = { first = "server" }`),
+			[]wantErr{{at: "name = {", key: "node.name", msg: `name is a table, not a string; write name = "..."`}}},
 		{"several errors at once, in line order",
 			edit(t, base, `keepalive = "1s"`, `keepalive = "1 s"`, `address = "10.0.0.2"`, `address = "10.0.0.2:99999"`, `protocol = "C"`, `protocol = "E"`),
 			[]wantErr{{at: "keepalive", key: "cluster.keepalive", msg: `"1 s" is not a duration (no blanks inside); write keepalive = "1s"`},
@@ -588,5 +594,22 @@ func TestEditDistance(t *testing.T) {
 	}
 	if _, ok := closest("colour", []string{"keepalive", "deadtime"}); ok {
 		t.Error("closest suggested a different word")
+	}
+}
+
+// TestNodeByHostname: without a name, Node finds this machine by hostname.
+func TestNodeByHostname(t *testing.T) {
+	h, err := os.Hostname()
+	short, _, _ := strings.Cut(h, ".")
+	if err != nil || !nameRE.MatchString(short) || short == "server2" {
+		t.Skipf("this machine's hostname %q (%v) cannot stand in for server1", h, err)
+	}
+	f, err := Parse("test.toml", []byte(strings.Replace(base, `name = "server1"`, `name = "`+short+`"`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.Node("")
+	if err != nil || s.Name != short || s.ID != 0 {
+		t.Fatalf("Node(\"\") = %+v, %v", s, err)
 	}
 }

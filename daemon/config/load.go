@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -38,7 +39,7 @@ func Parse(name string, data []byte) (*File, error) {
 			}
 			return nil, &Error{File: name, Line: pe.Position.Line, Key: pe.LastKey, Msg: "TOML syntax: " + msg}
 		}
-		return nil, &Error{File: name, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
+		return nil, decodeError(name, err)
 	}
 	c := &checker{file: name, pos: scanPositions(data), reported: map[string]bool{}}
 	c.unknownKeys(md)
@@ -53,6 +54,24 @@ func Parse(name string, data []byte) (*File, error) {
 		return nil, errors.Join(list...)
 	}
 	return f, nil
+}
+
+// decodeMsgRE matches the decoder's own errors: a section of the wrong
+// shape (cluster = "x", node = "a") stops toml.Decode before our checks.
+var decodeMsgRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
+
+func decodeError(name string, err error) *Error {
+	m := decodeMsgRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return &Error{File: name, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
+	}
+	line, _ := strconv.Atoi(m[1])
+	key, msg := m[2], m[3]
+	_, shape := knownKeys(nil)
+	if sh, ok := shape[key]; ok && sh != key {
+		msg = fmt.Sprintf("%s is a section; write %s and its keys on the lines below it", key, sh)
+	}
+	return &Error{File: name, Line: line, Key: key, Msg: msg}
 }
 
 // builder turns a rawFile into a File, reporting through c.

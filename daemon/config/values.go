@@ -104,7 +104,12 @@ func (c *checker) str(f value, path string) (string, bool) {
 	}
 	s, ok := f.v.(string)
 	if !ok {
-		c.fail(path, "%s is a %s, not a string; write %s = %q instead", tomlText(f.v), typeName(f.v), leaf(path), fmt.Sprint(f.v))
+		switch f.v.(type) {
+		case map[string]any, []any:
+			c.fail(path, "%s is a %s, not a string; write %s = \"...\"", leaf(path), typeName(f.v), leaf(path))
+		default:
+			c.fail(path, "%s is a %s, not a string; write %s = %q instead", tomlText(f.v), typeName(f.v), leaf(path), fmt.Sprint(f.v))
+		}
 		return "", false
 	}
 	return s, true
