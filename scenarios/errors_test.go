@@ -168,6 +168,8 @@ func TestParseErrors(t *testing.T) {
 			"t.scn:2:24: expected \"at\" right after \"expect\" (as in \"expect at end disks-identical\"), got it after the condition"},
 		{"cluster a b\nat 1s crash a\nat 2s restart a\nat 3s for 10s crash b\nat 5s restart b\n",
 			"t.scn:4:15: expected b to be down for \"restart\" (the end of its \"for\" window, at 13s), but it is up after \"restart\" on line 5"},
+		{"cluster a b\nat 0s for 1h flap a b every 1s down 1ms\nat 0s for 2h flap a b every 1s down 1ms\n",
+			"t.scn:3:37: expected at most 10000 flaps in the whole scenario, got 7200 more here: write a longer period or a shorter window"},
 	} {
 		_, err := Parse("t.scn", []byte(tc.src))
 		if err == nil {

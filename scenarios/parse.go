@@ -103,6 +103,7 @@ type parser struct {
 	lastAt     time.Duration
 	lastAtLine int
 	endLine    int // line of the `at <time> end` step, 0 if none
+	flaps      int // flaps so far, bounded by maxFlaps
 }
 
 // bail aborts the statement being parsed after its error was recorded.

@@ -88,6 +88,9 @@ var (
 	ResourceOps = []string{"start", "stop", "monitor"}
 )
 
+// maxFlaps bounds the flaps of a scenario (see Flap).
+const maxFlaps = 10000
+
 // maxPPM is node.Config's bound on clock drift.
 const maxPPM = 100000
 
@@ -177,9 +180,13 @@ func (l *line) stepArgs(s *Step, verb token) {
 		if s.Down >= s.Every {
 			l.failAt(downTok, fmt.Sprintf("expected an outage shorter than the period (%s), got %q", formatDuration(s.Every), downTok.text), "")
 		}
-		if s.For/s.Every > 10000 {
-			l.failAt(downTok, "expected at most 10000 flaps in the window: write a longer period", "")
+		// Each flap becomes two steps of the timeline; bound them so that
+		// a typo ("every 1ms") cannot make a scenario that never loads.
+		n := int((s.For + s.Every - 1) / s.Every)
+		if l.p.flaps+n > maxFlaps {
+			l.failAt(downTok, fmt.Sprintf("expected at most %d flaps in the whole scenario, got %d more here: write a longer period or a shorter window", maxFlaps, n), "")
 		}
+		l.p.flaps += n
 	case k == CutSerial || k == RestoreSerial:
 		if c.NoSerial {
 			l.failAt(verb, fmt.Sprintf(`expected a serial cable for %q, but the cluster line says "serial off"`, verb.text), "")
