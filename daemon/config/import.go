@@ -272,9 +272,7 @@ func (im *importer) emit() []byte {
 	// The cluster's name first, where a reader looks for it.
 	sort.SliceStable(im.cluster.kvs, func(i, j int) bool { return im.cluster.kvs[i].key == "name" && im.cluster.kvs[j].key != "name" })
 	secs := []section{im.cluster}
-	for _, n := range im.nodeSections() {
-		secs = append(secs, n)
-	}
+	secs = append(secs, im.nodeSections()...)
 	secs = append(secs, im.media...)
 	secs = append(secs, im.ucastMedia()...)
 	if im.drbd != nil {
