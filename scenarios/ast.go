@@ -35,8 +35,8 @@ type Scenario struct {
 	// Name is the file's base name without ".scn"; File is the name given
 	// to Parse (used in positions).
 	Name, File string
-	// Doc is the header comment (the comment lines before the first
-	// statement), without the "#" marks, one line per line.
+	// Doc is the header comment (the block of comment lines at the top of
+	// the file), without the "#" marks, one line per line.
 	Doc     string
 	Cluster Cluster
 	// Steps in file order, which is time order (Parse rejects a time going
@@ -293,6 +293,9 @@ type Step struct {
 // Undo returns the step that ends s's For window, and whether s has one.
 // Workload steps have no undo: For spreads them instead.
 func (s Step) Undo() (Step, bool) {
+	if s.Kind == 0 || s.Kind >= numStepKinds {
+		return Step{}, false
+	}
 	spec := stepSpecs[s.Kind]
 	if s.For <= 0 || spec.undo == 0 {
 		return Step{}, false
@@ -556,7 +559,7 @@ func (e *Expect) Window() Window {
 	switch {
 	case e.Cond == CondMeasure:
 		w.Q = Counted
-	case condSpecs[e.Cond].class == event, e.When == Within:
+	case e.Cond < numCondKinds && condSpecs[e.Cond].class == event, e.When == Within:
 		w.Q = Sometime
 	}
 	return w

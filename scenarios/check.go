@@ -19,7 +19,7 @@ func (s *Scenario) expand() []timed {
 	var out []timed
 	for _, st := range s.Steps {
 		if st.Kind == Flap {
-			for t := st.At; t < st.At+st.For; t += st.Every {
+			for t := st.At; t < st.At+st.For && st.Every > 0; t += st.Every {
 				out = append(out,
 					timed{Step: Step{Pos: st.Pos, At: t, Kind: Partition, Node: st.Node, Peer: st.Peer}},
 					timed{Step: Step{Pos: st.Pos, At: t + st.Down, Kind: Heal, Node: st.Node, Peer: st.Peer}, undo: true})
@@ -27,7 +27,7 @@ func (s *Scenario) expand() []timed {
 			continue
 		}
 		u, ok := st.Undo()
-		if !stepSpecs[st.Kind].workload {
+		if st.Kind >= numStepKinds || !stepSpecs[st.Kind].workload {
 			st.For = 0
 		}
 		out = append(out, timed{Step: st})

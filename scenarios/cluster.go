@@ -68,7 +68,13 @@ func init() {
 				valid = append(valid, "discard-node-"+n)
 			}
 			t := l.next("an after-sb-0pri policy")
-			p, who, err := repl.ParseSB0(t.text, data)
+			// Keywords ignore case; the node name in discard-node-NAME does not.
+			const dn = "discard-node-"
+			word := fold(t.text)
+			if len(t.text) > len(dn) && fold(t.text[:len(dn)]) == dn {
+				word = dn + t.text[len(dn):]
+			}
+			p, who, err := repl.ParseSB0(word, data)
 			if err != nil {
 				l.expected(t, "an after-sb-0pri policy ("+joinList(valid, "or")+")", valid)
 			}
@@ -80,7 +86,7 @@ func init() {
 		{"after-sb-1pri", func(l *line, c *Cluster, key token) {
 			names := enumNames(func(i int) string { return repl.SB1(i).String() }, "sb1(")
 			t := l.next("an after-sb-1pri policy")
-			p, err := repl.ParseSB1(t.text)
+			p, err := repl.ParseSB1(fold(t.text))
 			if err != nil {
 				l.expected(t, "an after-sb-1pri policy ("+joinList(names, "or")+")", names)
 			}
@@ -88,7 +94,7 @@ func init() {
 		}},
 		{"after-sb-2pri", func(l *line, c *Cluster, key token) {
 			t := l.next("an after-sb-2pri policy")
-			p, err := repl.ParseSB2(t.text)
+			p, err := repl.ParseSB2(fold(t.text))
 			if err != nil {
 				l.failAt(t, fmt.Sprintf(`expected an after-sb-2pri policy ("disconnect": a running primary's data is never discarded automatically), got %q`, t.text), nearest(t.text, []string{"disconnect"}))
 			}

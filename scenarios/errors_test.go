@@ -170,6 +170,9 @@ func TestParseErrors(t *testing.T) {
 			"t.scn:4:15: expected b to be down for \"restart\" (the end of its \"for\" window, at 13s), but it is up after \"restart\" on line 5"},
 		{"cluster a b\nat 0s for 1h flap a b every 1s down 1ms\nat 0s for 2h flap a b every 1s down 1ms\n",
 			"t.scn:3:37: expected at most 10000 flaps in the whole scenario, got 7200 more here: write a longer period or a shorter window"},
+		{"at 1s crash a\nat 2s crash b\ncluster a b\nat 3s crsh b\n",
+			"t.scn:1:1: expected the cluster line first, got \"at\"\n" +
+				"t.scn:4:7: expected a step such as write, crash, partition or primary, got \"crsh\" (did you mean \"crash\"?)"},
 	} {
 		_, err := Parse("t.scn", []byte(tc.src))
 		if err == nil {

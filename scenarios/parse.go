@@ -97,8 +97,8 @@ type parser struct {
 	errs errList
 	// haveCluster: a cluster line was seen; clusterOK: its node names are
 	// known, so later lines can be checked against them.
-	haveCluster, clusterOK bool
-	clusterLine            int
+	haveCluster, clusterOK, toldNoCluster bool
+	clusterLine                           int
 	// lastAt is the time of the latest `at` line (lastAtLine its line).
 	lastAt     time.Duration
 	lastAtLine int
@@ -141,6 +141,10 @@ func (p *parser) statement(st statement) {
 		l.failAt(head, `expected "cluster", "at" or "expect", got %q`, nearest(head.text, []string{"cluster", "at", "expect"}), head.text)
 	}
 	if !p.haveCluster {
+		if p.toldNoCluster {
+			return // once is enough
+		}
+		p.toldNoCluster = true
 		l.failAt(head, fmt.Sprintf(`expected the cluster line first, got %q`, head.text), "")
 	}
 	if !p.clusterOK {
@@ -342,7 +346,7 @@ func (l *line) onOff(what string) bool {
 
 // ---- nodes ----
 
-// nodeFor reads a node name. data: only a data node will do.
+// node reads a node name; data: only a data node will do.
 func (l *line) node(data bool) int {
 	names := l.p.sc.Cluster.Nodes
 	valid, what := names, "a node"

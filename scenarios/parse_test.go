@@ -118,7 +118,7 @@ func TestParseCluster(t *testing.T) {
 				DiskBytes: 1000 * BlockSize, ResyncRate: 4 << 20, Group: []string{"service:db"}}},
 		{"continuation before a comment", "cluster n1 n2 \\  # the witness follows\n  witness tb fencing witness",
 			Cluster{Nodes: []string{"n1", "n2", "tb"}, Fencing: node.FenceWitness, DiscardNode: AnyNode}},
-		{"policies", "cluster a b after-sb-0pri discard-least-changes after-sb-1pri discard-secondary",
+		{"policies", "cluster a b after-sb-0pri Discard_Least_Changes after-sb-1pri discard-secondary",
 			Cluster{Nodes: []string{"a", "b"}, AfterSB0: repl.DiscardLeastChanges, AfterSB1: repl.DiscardSecondary, DiscardNode: AnyNode}},
 		{"ipv6 group", `cluster a b group "ip:fd00::5/64 fs:/srv/data"`,
 			Cluster{Nodes: []string{"a", "b"}, Group: []string{"ip:fd00::5/64", "fs:/srv/data"}, DiscardNode: AnyNode}},
