@@ -24,6 +24,15 @@ const (
 	MixedWorkload
 )
 
+var workloadNames = [...]string{"none", "write", "mixed"}
+
+func (w Workload) String() string {
+	if int(w) < len(workloadNames) {
+		return workloadNames[w]
+	}
+	return fmt.Sprintf("workload(%d)", uint8(w))
+}
+
 // ParseWorkload reads none, write or mixed.
 func ParseWorkload(s string) (Workload, error) {
 	switch s {

@@ -31,6 +31,7 @@ type world struct {
 	recvN uint64
 	ev    []Event
 	cfg   Config
+	sent  map[MsgKind]int // messages put on the link, by kind
 }
 
 type wev struct {
@@ -44,7 +45,7 @@ type wev struct {
 const blocks = 4096
 
 func newWorld(t *testing.T, mod func(*Config)) *world {
-	w := &world{t: t, up: true, app: map[uint64][]uint64{}, done: map[uint64]IOError{}}
+	w := &world{t: t, up: true, app: map[uint64][]uint64{}, done: map[uint64]IOError{}, sent: map[MsgKind]int{}}
 	for i := range 2 {
 		cfg := Config{Self: proto.NodeID(i), Peer: proto.NodeID(1 - i), Names: []string{"a", "b"},
 			Blocks: blocks, PingInterval: 100 * time.Millisecond}
@@ -107,6 +108,7 @@ func (w *world) handle(i int, outs []Output) {
 				continue
 			}
 			w.recvN++
+			w.sent[o.Msg.Kind]++
 			var data []uint64
 			if o.Buf.Kind != NoBuf {
 				data = append([]uint64(nil), w.buf(i, o.Buf)...)

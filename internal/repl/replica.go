@@ -122,6 +122,9 @@ type Replica struct {
 	primarySince  uint64
 	newGenPending bool
 	suspended     bool // fencing: waiting until the peer is outdated or fenced
+	// demoteFlushAgain: the demotion's flush found writes still in flight;
+	// flush again when the last one ends, then forget the activity log.
+	demoteFlushAgain bool
 
 	// Link.
 	wantLink        bool
@@ -168,6 +171,7 @@ type Replica struct {
 	syncDone      uint64
 	syncPaused    bool
 	syncFinishing bool
+	syncDoneSent  bool // the target said it has every block; awaiting the source
 	syncTarget    bool
 	syncFull      bool
 	// Generations this node started since it was last in sync with the
@@ -297,6 +301,10 @@ func (r *Replica) CanPromote(force bool) (bool, string) {
 	switch {
 	case r.role == Primary:
 		return true, ""
+	case r.link != 0 && !r.conn.Linked():
+		// The handshake decided (or is deciding) with us as Secondary;
+		// it takes a round trip.
+		return false, "the replication handshake is in progress"
 	case r.conn.Linked() && r.prole == Primary:
 		return false, "the peer is Primary"
 	case r.disk == UpToDate:
@@ -929,6 +937,12 @@ func (r *Replica) complete(q *req, err IOError) {
 			r.al.End(e)
 		}
 		q.alHeld = false
+		if r.demoteFlushAgain && r.al.InFlight() == 0 {
+			r.demoteFlushAgain = false
+			if r.role == Secondary {
+				r.issue(&io{kind: ioDemoteFlush}, Flush, span{})
+			}
+		}
 	}
 	if q.op == Write || q.op == Trim {
 		r.epochHadCompletion = true
@@ -998,6 +1012,12 @@ func (r *Replica) diskDone(in Input) {
 		r.flushDoneClears()
 		if err != OK {
 			r.ioFailed(err, "flushing at demotion")
+			return
+		}
+		if r.role == Secondary && r.al.InFlight() > 0 {
+			// Writes accepted before the demotion are still on their way
+			// to the disk: their extents stay hot until they are done.
+			r.demoteFlushAgain = true
 			return
 		}
 		if r.role == Secondary {
@@ -1278,6 +1298,7 @@ func (r *Replica) linkLost(why string) {
 	r.blocked = r.blocked[:0]
 	r.deferred = r.deferred[:0]
 	r.syncFinishing = false
+	r.syncDoneSent = false
 	r.verifyRunning = false
 	r.setPeerDisk(DUnknown)
 	r.prole = 0

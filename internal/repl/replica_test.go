@@ -73,6 +73,7 @@ func TestBitmapResyncAfterOutage(t *testing.T) {
 		t.Fatalf("out of sync = %d, want 20", got)
 	}
 	before := w.r[0].Stats.ResyncBlocks
+	doneBefore := w.sent[MsgResyncDone]
 	w.heal()
 	w.run(2 * time.Second)
 	if w.r[1].Disk() != UpToDate || w.r[0].Conn() != Connected {
@@ -83,6 +84,12 @@ func TestBitmapResyncAfterOutage(t *testing.T) {
 	}
 	if !w.identical() {
 		t.Fatal("disks differ after resync")
+	}
+	// The disk (1 ms) answers faster than the link (2 ms each way): the
+	// end of the resync still takes exactly one round of the three-step
+	// "done", not a "done" per flush while the source's answer travels.
+	if n := w.sent[MsgResyncDone] - doneBefore; n != 3 {
+		t.Fatalf("%d resync-done messages for one resync, want 3", n)
 	}
 }
 

@@ -155,6 +155,7 @@ func (r *Replica) startSync(target, full bool) {
 	r.syncLast = r.now
 	r.syncTokens = float64(r.cfg.ResyncChunk)
 	r.syncFinishing = false
+	r.syncDoneSent = false
 	r.syncTotal = r.bm.Count()
 	if target {
 		r.Stats.DirtyAtStart += r.syncTotal
@@ -232,7 +233,7 @@ func (r *Replica) pumpSync() {
 			r.send(Msg{Kind: MsgResyncReq, Block: b, Count: n}, BufRef{})
 		}
 	}
-	if r.bm.Count() == 0 && r.syncInflight == 0 && len(r.blocked) == 0 {
+	if r.bm.Count() == 0 && r.syncInflight == 0 && len(r.blocked) == 0 && !r.syncDoneSent {
 		r.syncFinishing = true
 		r.startFlushClears()
 		r.issue(&io{kind: ioSyncFlush}, Flush, span{})
@@ -248,6 +249,9 @@ func (r *Replica) syncFlushed() {
 	if r.bm.Count() > 0 {
 		return
 	}
+	// Once: the source's answer ends the resync; until then another flush
+	// and another "done" would only flood the link.
+	r.syncDoneSent = true
 	r.send(Msg{Kind: MsgResyncDone, Seq: 0}, BufRef{})
 }
 
