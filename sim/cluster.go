@@ -178,6 +178,7 @@ type Sim struct {
 	episode  splitEpisode
 	checks   checker
 	repl     *replState
+	observer func(node int, o *node.Output) // see Observe (sim/script.go)
 }
 
 type splitEpisode struct {
@@ -470,6 +471,9 @@ func (s *Sim) perform(m *machine, o *node.Output) {
 		s.observe(m, &o.Event)
 	case node.Replicate:
 		s.replicate(m, &o.Repl)
+	}
+	if s.observer != nil {
+		s.observer(m.id, o)
 	}
 }
 
