@@ -11,6 +11,7 @@ const usage = `usage: tandem <command> [flags]
 
 commands:
   sim     run the simulated cluster for one seed and print its trace
+  scenario run FILE...  run scenario files in the simulator ([--seed N] [--seeds K] [-v])
   demo    the tutorial's failover story, played in the simulator
   create-md  write fresh replication metadata on a disk (--disk PATH [--meta PATH] [--node ID] [--force])
   dump-md    print a disk's replication metadata (--disk PATH [--meta PATH])
@@ -30,6 +31,8 @@ func main() {
 	switch os.Args[1] {
 	case "sim":
 		code = runSim(os.Args[2:], os.Stdout, os.Stderr)
+	case "scenario":
+		code = runScenario(os.Args[2:], os.Stdout, os.Stderr)
 	case "demo":
 		code = runDemo(os.Args[2:], os.Stdout, os.Stderr)
 	case "create-md", "dump-md":
