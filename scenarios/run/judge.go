@@ -363,7 +363,15 @@ func (r *runner) measure(m scenarios.Measure, w scenarios.Window, durability fun
 	case scenarios.Fences:
 		return sum(r.ev.fences), ""
 	case scenarios.VerifyMismatches:
-		return sum(r.ev.verify), " blocks"
+		// Both ends of a verify count the blocks they found different:
+		// the larger count is the number of blocks.
+		var per [2]uint64
+		for _, st := range r.ev.verify {
+			if st.at >= w.From && st.at <= w.To {
+				per[st.node] += st.n
+			}
+		}
+		return max(per[0], per[1]), " blocks"
 	case scenarios.LostWrites:
 		// Judged on the final contents: over the whole run.
 		return uint64(durability().Lost), " (over the whole run)"

@@ -127,12 +127,14 @@ func (r *runner) play() {
 			r.sample(cur, t)
 			cur = t
 		}
+		// Events due now go first; then the clock stands at t for the
+		// actions due now.
+		if s.Advance(t) {
+			continue
+		}
 		if ai < len(r.acts) && r.acts[ai].at <= t {
 			r.apply(&r.acts[ai])
 			ai++
-			continue
-		}
-		if s.Advance(t) {
 			continue
 		}
 		break
@@ -162,7 +164,7 @@ func (r *runner) apply(a *action) {
 		s.Apply(fault(faults.Thaw))
 	case scenarios.Stop:
 		s.Tracef("# %-8s heartbeat stop: hand the group over, then exit", r.name(st.Node))
-		s.Apply(faults.Step{Kind: faults.Admin, Node: st.Node, Command: "standby"})
+		s.Apply(faults.Step{At: s.Now(), Kind: faults.Admin, Node: st.Node, Command: "standby"})
 		r.stopping[st.Node] = s.Now() + 2*r.cl.Deadtime + 30*time.Second
 		r.checkStops()
 	case scenarios.Partition:
@@ -191,20 +193,20 @@ func (r *runner) apply(a *action) {
 		s.Tracef("/ %s", r.sc.StepLine(st))
 		s.SetLink(p)
 	case scenarios.CutSerial:
-		s.Apply(faults.Step{Kind: faults.CutSerial})
+		s.Apply(faults.Step{At: s.Now(), Kind: faults.CutSerial})
 	case scenarios.RestoreSerial:
-		s.Apply(faults.Step{Kind: faults.RestoreSerial})
+		s.Apply(faults.Step{At: s.Now(), Kind: faults.RestoreSerial})
 	case scenarios.ClockJump:
-		s.Apply(faults.Step{Kind: faults.ClockJump, Node: st.Node, Delta: st.Delta})
+		s.Apply(faults.Step{At: s.Now(), Kind: faults.ClockJump, Node: st.Node, Delta: st.Delta})
 	case scenarios.ClockDrift:
-		s.Apply(faults.Step{Kind: faults.ClockDrift, Node: st.Node, PPM: st.PPM})
+		s.Apply(faults.Step{At: s.Now(), Kind: faults.ClockDrift, Node: st.Node, PPM: st.PPM})
 	case scenarios.FenceAgent:
-		s.Apply(faults.Step{Kind: faults.FenceBreak, Node: st.Node, Mode: st.Mode})
+		s.Apply(faults.Step{At: s.Now(), Kind: faults.FenceBreak, Node: st.Node, Mode: st.Mode})
 	case scenarios.ResourceFail:
 		// The replicated disk is the group's implicit first member.
-		s.Apply(faults.Step{Kind: faults.ResourceBreak, Node: st.Node, Resource: st.Resource + 1, Op: st.Mode, Count: st.Count})
+		s.Apply(faults.Step{At: s.Now(), Kind: faults.ResourceBreak, Node: st.Node, Resource: st.Resource + 1, Op: st.Mode, Count: st.Count})
 	case scenarios.Standby, scenarios.Online, scenarios.Takeover, scenarios.Cleanup:
-		s.Apply(faults.Step{Kind: faults.Admin, Node: st.Node, Command: st.Kind.String()})
+		s.Apply(faults.Step{At: s.Now(), Kind: faults.Admin, Node: st.Node, Command: st.Kind.String()})
 	case scenarios.Primary, scenarios.Secondary, scenarios.Connect, scenarios.Disconnect, scenarios.Verify,
 		scenarios.Invalidate, scenarios.Detach, scenarios.PauseSync, scenarios.ResumeSync:
 		if !s.ReplAdmin(st.Node, replCmds[st.Kind], st.Force, st.DiscardMyData) {

@@ -162,8 +162,9 @@ func hasEnd(sc *scenarios.Scenario) bool {
 
 // Options2Sim builds the simulator's options from the scenario's cluster
 // line: names, witness, timings, fencing, group, replication settings. The
-// environment is faults.Quiet with the cluster's fence time; nothing happens
-// that the scenario does not say, except latencies drawn from the seed.
+// environment is faults.Quiet with the cluster's fence time and quick
+// resource agents; nothing happens that the scenario does not say, except
+// latencies and durations drawn from the seed.
 func Options2Sim(sc *scenarios.Scenario, seed uint64) (sim.Options, error) {
 	c := sc.Cluster.WithDefaults()
 	group := []node.Resource{{Name: "disk", StartTimeout: 10 * time.Second, StopTimeout: 10 * time.Second}}
@@ -183,6 +184,12 @@ func Options2Sim(sc *scenarios.Scenario, seed uint64) (sim.Options, error) {
 	}
 	rates := faults.Quiet()
 	rates.FenceDuration = c.FenceTime
+	// Resource agents (an address, a mount, a service) answer in about
+	// 100ms each: group start is then well under a second, which is what
+	// scenario timings such as "primary server1 within 5s" assume. Quiet's
+	// 500ms mean, exponentially spread over four members, sometimes takes
+	// longer than the 3s a scenario leaves after initial election.
+	rates.ActionDuration = 100 * time.Millisecond
 	return sim.Options{
 		Seed: seed, Nodes: len(c.Nodes), Names: c.Nodes, Node: nc, NoSerial: c.NoSerial,
 		Rates: rates, Replication: &sim.ReplicationOptions{Repl: rc, Workload: sim.NoWorkload},
