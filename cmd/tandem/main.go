@@ -17,6 +17,13 @@ commands:
   dump-md    print a disk's replication metadata (--disk PATH [--meta PATH])
   check   check the configuration file (--config FILE [--node NAME])
   import  convert ha.cf, haresources, authkeys and drbd.conf into a configuration file
+  daemon  run this node (--config FILE [--node NAME] [--log-level LEVEL])
+  status  show the running node's state (--json, --verbose)
+  events  stream the running node's state changes
+  primary [--force] | secondary | connect [--discard-my-data] | disconnect |
+  verify | invalidate | detach | pause-sync | resume-sync |
+  standby | online | takeover | cleanup
+          admin verbs, sent to the running daemon's control socket
   help    this text
 
 Run 'tandem <command> -h' for a command's flags.
@@ -41,9 +48,19 @@ func main() {
 		code = runCheck(os.Args[2:], os.Stdout, os.Stderr)
 	case "import":
 		code = runImport(os.Args[2:], os.Stdout, os.Stderr)
+	case "daemon":
+		code = runDaemon(os.Args[2:], os.Stdout, os.Stderr)
+	case "status":
+		code = runStatus(os.Args[2:], os.Stdout, os.Stderr)
+	case "events":
+		code = runEvents(os.Args[2:], os.Stdout, os.Stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(os.Stdout, usage)
 	default:
+		if isAdminVerb(os.Args[1]) {
+			code = runAdmin(os.Args[1], os.Args[2:], os.Stdout, os.Stderr)
+			break
+		}
 		fmt.Fprintf(os.Stderr, "tandem: unknown command %q\n\n%s", os.Args[1], usage)
 		code = 2
 	}
