@@ -4,10 +4,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"tandem/scenarios"
 	"tandem/scenarios/run"
+	"tandem/sim"
 )
 
 // runScenario is `tandem scenario run FILE... [--seed N] [--seeds K] [-v]`.
@@ -92,4 +94,14 @@ func runScenarioFile(path string, seed uint64, seeds int, verbose bool, out io.W
 	}
 	fmt.Fprintf(out, "PASS %s (seeds %d..%d, %v)\n", path, seed, seed+uint64(seeds)-1, time.Since(start).Round(time.Millisecond))
 	return true
+}
+
+// emitScenario writes a simulator run as a scenario file (tandem sim
+// --emit-scenario FILE), so that a failing seed becomes a regression.
+func emitScenario(path string, opt sim.Options, res sim.Result, command string) error {
+	sc, err := run.FromSim(opt, res, command)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, scenarios.Format(sc), 0o644)
 }

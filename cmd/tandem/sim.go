@@ -90,6 +90,7 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&r.protocol, "protocol", "C", "replication protocol: A, B or C")
 	fs.Uint64Var(&r.blocks, "blocks", 4096, "size of the replicated disk in 4 KiB blocks")
 	fs.StringVar(&r.history, "history", "", "write the client history as JSON lines to this file (see README)")
+	emit := fs.String("emit-scenario", "", "write the run's faults and checks as a scenario file (tandem scenario run replays it)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: tandem sim [flags]\n\nThe trace goes to stdout (byte-identical for the same flags); the summary line and, on failure,\nthe replay command go to stderr.\n\n")
 		fs.PrintDefaults()
@@ -122,6 +123,12 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fmt.Fprintln(stderr, summary(r.seed, res, wall))
+	if *emit != "" {
+		if err := emitScenario(*emit, opt, res, r.command()); err != nil {
+			fmt.Fprintf(stderr, "tandem sim: --emit-scenario: %v\n", err)
+			return 2
+		}
+	}
 	if len(res.Violations) > 0 {
 		for _, v := range res.Violations {
 			fmt.Fprintf(stderr, "violation: %v\n", v)
