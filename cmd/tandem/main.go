@@ -41,7 +41,7 @@ func main() {
 	case "scenario":
 		code = runScenario(os.Args[2:], os.Stdout, os.Stderr)
 	case "demo":
-		code = runDemo(os.Args[2:], os.Stdout, os.Stderr)
+		code = runDemoCommand(os.Args[2:], os.Stdout, os.Stderr)
 	case "create-md", "dump-md":
 		code = runMD(os.Args[1], os.Args[2:], os.Stdout, os.Stderr)
 	case "check":
