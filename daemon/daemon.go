@@ -57,6 +57,8 @@ type Endpoints struct {
 	NBD string
 	// Control is the control socket.
 	Control string
+	// Metrics is the Prometheus endpoint's address ("" without one).
+	Metrics string
 }
 
 // DefaultShutdownTimeout bounds an orderly stop's wait for Secondary.
@@ -157,6 +159,9 @@ func (d *loop) open() error {
 		if err := d.openNBD(); err != nil {
 			return err
 		}
+	}
+	if err := d.openMetrics(); err != nil {
+		return fmt.Errorf("node %s: %w", s.Name, err)
 	}
 	return d.openControl()
 }
@@ -361,6 +366,9 @@ func (d *loop) closeAll() {
 	close(d.quit)
 	if d.control != nil {
 		d.control.Close()
+	}
+	if d.metrics != nil {
+		d.metrics.Close()
 	}
 	if d.nbd != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,7 +95,7 @@ const (
 
 func newCluster(t *testing.T) *cluster {
 	dir := t.TempDir()
-	p := freePorts(t, 4)
+	p := freePorts(t, 6)
 	var b strings.Builder
 	fmt.Fprintf(&b, `[cluster]
 name = "itest"
@@ -113,7 +115,8 @@ address = "127.0.0.1:%d"
 disk = "%s/%s.img"
 nbd_socket = "%s/%s.nbd"
 control_socket = "%s/%s.sock"
-`, n, p[i], dir, n, dir, n, dir, n)
+metrics_address = "127.0.0.1:%d"
+`, n, p[i], dir, n, dir, n, dir, n, p[4+i])
 	}
 	fmt.Fprintf(&b, `
 [[heartbeat]]
@@ -286,6 +289,24 @@ func (c *cluster) is(name, state, role, disk, conn string) func() bool {
 	}
 }
 
+// scrape fetches a Prometheus endpoint's text.
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	if addr == "" {
+		t.Fatal("no metrics endpoint")
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("metrics: %v %s", err, resp.Status)
+	}
+	return string(b)
+}
+
 // readAll reads the whole device in 1 MiB requests.
 func readAll(t *testing.T, c *nbdclient.Client) []byte {
 	t.Helper()
@@ -379,6 +400,16 @@ func TestFailover(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(c.dir, "running.n2")); err != nil {
 		t.Fatalf("the exec resource did not run on n2: %v", err)
+	}
+	metrics := scrape(t, c.nodes["n2"].ep.Metrics)
+	for _, want := range []string{"tandem_primary 1", "tandem_split_brain 0", "tandem_io_suspended 0", "tandem_quorum_lost 0",
+		"tandem_peer_alive 0", `tandem_connection_state{state="Connecting"} 1`, `tandem_group_state{state="Primary"} 1`} {
+		if !strings.Contains(metrics, want+"\n") {
+			t.Errorf("n2's metrics lack %q", want)
+		}
+	}
+	if !strings.Contains(metrics, `tandem_heartbeat_packets_total{medium="ucast`) {
+		t.Errorf("n2's metrics lack the heartbeat counters:\n%s", metrics)
 	}
 	c2 := dialNBD(t, c.nodes["n2"].ep.NBD)
 	got = readAll(t, c2)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,7 @@ type loop struct {
 	kernelDev *nbd.Device
 	kernelErr string
 	control   net.Listener
+	metrics   *http.Server
 	endpoints Endpoints
 
 	actionsCtx    context.Context

@@ -29,6 +29,9 @@ type Status struct {
 	PeerAlive bool   `json:"peer_alive"`
 	PeerState string `json:"peer_state,omitempty"`
 	Stopping  bool   `json:"stopping,omitempty"`
+	// QuorumLost: this node holds the group but may not accept writes
+	// (under the witness policy, its majority's promises ran out).
+	QuorumLost bool `json:"quorum_lost,omitempty"`
 
 	Replication  *ReplStatus      `json:"replication,omitempty"`
 	Group        []ResourceStatus `json:"group,omitempty"`
@@ -116,6 +119,7 @@ func (d *loop) status(verbose bool) *Status {
 	st := &Status{Node: s.Name, Incarnation: d.opts.Incarnation, Uptime: time.Since(d.start).Round(time.Millisecond).String(),
 		State: d.n.State().String(), Epoch: d.n.Epoch(), Stopping: d.stop.phase > 0, Events: d.obs.events,
 		NBDSocket: d.endpoints.NBD, KernelError: d.kernelErr}
+	st.QuorumLost = !s.Witness && d.n.State() == proto.Primary && !d.n.AcceptingWrites(now)
 	if !s.Witness {
 		peer := s.Core.DataPeer()
 		st.Peer = d.name(peer)
