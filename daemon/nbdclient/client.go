@@ -29,6 +29,7 @@ const (
 	cmdDisc  = 2
 	cmdFlush = 3
 	cmdTrim  = 4
+	cmdZero  = 6
 )
 
 // Client is one NBD connection. It is not safe for concurrent use.
@@ -181,6 +182,14 @@ func (c *Client) Trim(off uint64, length uint32) error {
 		return err
 	}
 	return c.reply("trim", off, nil)
+}
+
+// WriteZeroes makes length bytes at off read back as zeroes.
+func (c *Client) WriteZeroes(off uint64, length uint32) error {
+	if err := c.request(cmdZero, off, length, nil); err != nil {
+		return err
+	}
+	return c.reply("write-zeroes", off, nil)
 }
 
 // SetDeadline bounds the requests that follow (zero: none).
