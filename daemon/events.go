@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"time"
@@ -145,7 +146,7 @@ func (d *loop) nodeEvent(ev *node.Event) {
 	if ev.Kind == node.AdminRefused && d.stop.phase == 1 {
 		d.stop.refused = ev.Reason
 	}
-	d.log.Log(nil, level, ev.Reason, "event", e.Kind, "state", e.State)
+	d.log.Log(context.Background(), level, ev.Reason, "event", e.Kind, "state", e.State)
 	d.broadcast(&e)
 }
 
@@ -175,7 +176,7 @@ func (d *loop) replEvent(ev *repl.Event) {
 	case repl.Info:
 		level = slog.LevelDebug
 	}
-	d.log.Log(nil, level, ev.Reason, "event", e.Kind, "role", e.Role, "disk", e.Disk, "conn", e.Conn)
+	d.log.Log(context.Background(), level, ev.Reason, "event", e.Kind, "role", e.Role, "disk", e.Disk, "conn", e.Conn)
 	d.broadcast(&e)
 }
 

@@ -294,8 +294,9 @@ func (d *demo) run(ctx context.Context, initialSync bool) error {
 	}
 	rs := st.Replication.Stats
 	d.say("\nn1 restarted and rejoined as secondary in %v (auto_failback off: n2 keeps the group)", time.Since(back).Round(time.Millisecond))
-	d.say("resync: %d KiB copied to n1; %d KiB were marked dirty (%d KiB written on n2 meanwhile, the rest n1's activity log: extents it was writing when killed)",
-		rs.ResyncReceived*4, rs.DirtyAtStart*4, demoAfterwards*4)
+	d.say("resync: %d bytes copied to n1, %d bytes were dirty: %d written on n2 meanwhile, the rest the extents",
+		rs.ResyncReceived*meta.BlockSize, rs.DirtyAtStart*meta.BlockSize, demoAfterwards*meta.BlockSize)
+	d.say("        n1's activity log held hot when it was killed (a crashed primary resyncs them)")
 	if rs.ResyncReceived >= demoBlocks {
 		return fmt.Errorf("the rejoin copied the whole disk (%d blocks): not a minimal resync", rs.ResyncReceived)
 	}
