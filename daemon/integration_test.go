@@ -488,6 +488,16 @@ func TestFailover(t *testing.T) {
 		t.Errorf("resync after rejoining copied %d blocks, want at least the 16 written meanwhile", st.Replication.Stats.ResyncReceived)
 	}
 
+	// Quiet now: neither shell holds a buffer or a request the core forgot.
+	c.waitFor("every buffer released", 5*time.Second, func() bool {
+		for _, n := range []string{"n1", "n2"} {
+			if st, err := c.statusQuiet(n); err != nil || st.HeldBuffers != 0 || st.PendingRequests != 0 {
+				return false
+			}
+		}
+		return true
+	})
+
 	// An orderly stop of the secondary leaves clean metadata.
 	r := c.nodes["n1"]
 	close(r.shutdown)

@@ -181,6 +181,10 @@ func TestAloneBackendAndControl(t *testing.T) {
 	}
 	cl.Close()
 
+	c.waitFor("every buffer released", 5*time.Second, func() bool {
+		st, err := c.statusQuiet("n1")
+		return err == nil && st.HeldBuffers == 0 && st.PendingRequests == 0
+	})
 	st := c.status("n1")
 	if st.NBD == nil || st.NBD.Writes == 0 || st.NBD.Errors != 0 {
 		t.Errorf("NBD counters: %+v", st.NBD)

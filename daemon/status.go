@@ -45,8 +45,12 @@ type Status struct {
 	KernelError   string         `json:"kernel_error,omitempty"`
 	Events        uint64         `json:"events"`
 	EventsDropped uint64         `json:"events_dropped,omitempty"`
-	// Debug is the replica's internal progress (verbose only).
-	Debug string `json:"debug,omitempty"`
+	// Debug is the replica's internal progress (verbose only); HeldBuffers
+	// and PendingRequests are the shell's side of it: data buffers the core
+	// has not released and application requests not yet completed.
+	Debug           string `json:"debug,omitempty"`
+	HeldBuffers     int    `json:"held_buffers"`
+	PendingRequests int    `json:"pending_requests"`
 }
 
 // ReplStatus is the replicated disk's state on both nodes, as this node
@@ -119,6 +123,7 @@ func (d *loop) status(verbose bool) *Status {
 	st := &Status{Node: s.Name, Incarnation: d.opts.Incarnation, Uptime: time.Since(d.start).Round(time.Millisecond).String(),
 		State: d.n.State().String(), Epoch: d.n.Epoch(), Stopping: d.stop.phase > 0, Events: d.obs.events,
 		NBDSocket: d.endpoints.NBD, KernelError: d.kernelErr}
+	st.HeldBuffers, st.PendingRequests = len(d.bufs), len(d.app)
 	st.QuorumLost = !s.Witness && d.n.State() == proto.Primary && !d.n.AcceptingWrites(now)
 	if !s.Witness {
 		peer := s.Core.DataPeer()

@@ -206,6 +206,7 @@ func printStatus(w io.Writer, s *daemon.Status) {
 	}
 	if s.Debug != "" {
 		fmt.Fprintf(w, "  debug: %s\n", s.Debug)
+		fmt.Fprintf(w, "  shell: %d buffers held for the core, %d application requests pending\n", s.HeldBuffers, s.PendingRequests)
 	}
 }
 
