@@ -93,7 +93,10 @@ const (
 	writtenBlocks = 2048
 )
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t *testing.T) *cluster { return newClusterWith(t, "C") }
+
+// newClusterWith makes the cluster with the given replication protocol.
+func newClusterWith(t *testing.T, protocol string) *cluster {
 	dir := t.TempDir()
 	p := freePorts(t, 6)
 	var b strings.Builder
@@ -124,7 +127,7 @@ kind = "ucast"
 addresses = { n1 = "127.0.0.1:%d", n2 = "127.0.0.1:%d" }
 
 [replication]
-protocol = "C"
+protocol = %q
 blocks = %d
 ping_interval = "200ms"
 
@@ -135,7 +138,7 @@ start = "touch %s/running.$TANDEM_NODE"
 stop = "rm -f %s/running.$TANDEM_NODE"
 monitor = "test -f %s/running.$TANDEM_NODE || exit 7"
 monitor_interval = "1s"
-`, p[2], p[3], testBlocks, dir, dir, dir)
+`, p[2], p[3], protocol, testBlocks, dir, dir, dir)
 	cfg := filepath.Join(dir, "tandem.toml")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
@@ -534,5 +537,66 @@ func TestFailover(t *testing.T) {
 	}
 	if !bytes.Equal(onDisk, model) {
 		t.Error("n1's disk differs from what the primaries acknowledged")
+	}
+}
+
+// TestProtocolsMirror: under protocols A and B a write completes before the
+// peer has it, and the NBD server reuses the request's buffer at once; the
+// mirrored data must still arrive intact (no CRC failure on the link) and
+// both disks end identical.
+func TestProtocolsMirror(t *testing.T) {
+	for _, proto := range []string{"A", "B"} {
+		t.Run(proto, func(t *testing.T) {
+			c := newClusterWith(t, proto)
+			c.start("n1")
+			c.start("n2")
+			c.waitFor("the fresh pair to connect", 10*time.Second, func() bool {
+				return c.is("n1", "", "", "Inconsistent", "Connected")() && c.is("n2", "", "", "Inconsistent", "Connected")()
+			})
+			if resp := c.admin("n1", Request{Command: "primary", Force: true}); !resp.OK {
+				t.Fatalf("primary --force refused: %s", resp.Error)
+			}
+			c.waitFor("n1 primary, n2 in sync", 20*time.Second, func() bool {
+				return c.is("n1", "Primary", "Primary", "UpToDate", "Connected")() && c.is("n2", "", "Secondary", "UpToDate", "Connected")()
+			})
+			cl := dialNBD(t, c.nodes["n1"].ep.NBD)
+			rnd := rand.New(rand.NewPCG(5, 6))
+			for i := range 2000 {
+				p := make([]byte, (1+rnd.IntN(4))*meta.BlockSize)
+				for j := range p {
+					p[j] = byte(i + j)
+				}
+				if err := cl.WriteAt(p, uint64(rnd.IntN(writtenBlocks-4))*meta.BlockSize); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := cl.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			c.waitFor("n2 to have every write", 10*time.Second, func() bool {
+				st, err := c.statusQuiet("n1")
+				return err == nil && st.Replication.OutOfSyncKiB == 0 && st.HeldBuffers == 0 && st.PendingRequests == 0 &&
+					c.is("n2", "", "Secondary", "UpToDate", "Connected")()
+			})
+			for _, n := range []string{"n1", "n2"} {
+				if l := c.status(n).Link; l.BadCRC != 0 || l.Reconnects != 1 {
+					t.Errorf("%s's link: %d bad CRCs, %d reconnects (want 0, and 1 for the forced primary)", n, l.BadCRC, l.Reconnects)
+				}
+			}
+			for _, n := range []string{"n1", "n2"} {
+				c.crash(n)
+			}
+			a, err := os.ReadFile(filepath.Join(c.dir, "n1.img"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(filepath.Join(c.dir, "n2.img"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(a[:testBlocks*meta.BlockSize], b[:testBlocks*meta.BlockSize]) {
+				t.Fatal("the disks differ")
+			}
+		})
 	}
 }
