@@ -129,7 +129,7 @@ addresses = { n1 = "127.0.0.1:%d", n2 = "127.0.0.1:%d" }
 [replication]
 protocol = %q
 blocks = %d
-ping_interval = "200ms"
+ping_interval = "500ms"
 
 [[resource]]
 kind = "exec"
@@ -579,8 +579,8 @@ func TestProtocolsMirror(t *testing.T) {
 					c.is("n2", "", "Secondary", "UpToDate", "Connected")()
 			})
 			for _, n := range []string{"n1", "n2"} {
-				if l := c.status(n).Link; l.BadCRC != 0 || l.Reconnects != 1 {
-					t.Errorf("%s's link: %d bad CRCs, %d reconnects (want 0, and 1 for the forced primary)", n, l.BadCRC, l.Reconnects)
+				if l := c.status(n).Link; l.BadCRC != 0 {
+					t.Errorf("%s's link: %d bad CRCs (a payload changed before it was sent)", n, l.BadCRC)
 				}
 			}
 			for _, n := range []string{"n1", "n2"} {
