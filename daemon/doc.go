@@ -40,4 +40,16 @@
 // one Response line, or for "events" a stream of Event lines. Call and Events
 // are the client side used by `tandem status`, `tandem events` and the admin
 // verbs.
+//
+// # Metrics
+//
+// With metrics_address set, /metrics serves Prometheus metrics read from the
+// loop at each scrape: the alert gauges tandem_split_brain,
+// tandem_peer_outdated, tandem_io_suspended and tandem_quorum_lost, the
+// states, and the heartbeat, link and NBD counters.
+//
+// # Resources
+//
+// Custom (exec) resource commands get TANDEM_NODE=<this node's name> in their
+// environment, so one configuration file serves both nodes.
 package daemon
