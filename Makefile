@@ -25,8 +25,11 @@ test: vet
 	$(GO) run ./cmd/tandem sim --seed 7 --duration 1h --fencing stonith --faults swarm > /dev/null
 	$(GO) run ./cmd/tandem sim --seed 11 --duration 1h --workload mixed --protocol C --fencing stonith --faults swarm > /dev/null
 
+# Simulator speed (with and without the data path), resync efficiency, and
+# the daemon's building blocks against their bare baselines, as ratios.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./sim/ ./internal/wire/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./daemon/link/ ./daemon/disk/ ./daemon/nbd/
 
 soak:
 	$(GO) test -count=1 -timeout 0 -run 'TestSwarmSweep' ./sim/ -v \

@@ -6,6 +6,7 @@ import (
 	"tandem/faults"
 	"tandem/internal/node"
 	"tandem/internal/proto"
+	"tandem/internal/repl"
 )
 
 var adminCommands = map[string]node.Admin{
@@ -160,7 +161,6 @@ func (s *Sim) thaw(m *machine) {
 	}
 	if s.repl != nil {
 		s.maybeConnect()
-		s.q.Push(s.now+2*time.Second, event{kind: evOperator})
 	}
 }
 
@@ -190,6 +190,20 @@ func (s *Sim) startLiveness() {
 	}
 	s.netDown = [proto.MaxNodes][proto.MaxNodes]bool{}
 	if s.repl != nil {
+		for _, m := range s.machines[:2] {
+			m.r.disk.SetFaults(DiskFaults{})
+			if m.up && m.n != nil && m.n.Replica() != nil {
+				if d := m.n.Replica().Disk(); d == repl.Failed || d == repl.Diskless {
+					// The operator replaces the failed disk: a power cycle
+					// attaches it again from its metadata.
+					s.tracef("# %-8s operator: disk %v; power-cycles the node to attach it again", m.name, d)
+					m.up, m.frozen, m.n = false, false, nil
+					s.crashRepl(m)
+					s.checks.crashed()
+					s.boot(m)
+				}
+			}
+		}
 		s.maybeConnect()
 		s.q.Push(s.now+2*time.Second, event{kind: evOperator})
 	}

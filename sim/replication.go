@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -58,6 +59,49 @@ type ReplicationOptions struct {
 	Outstanding int
 	// Disk latency; zero: 0.1–2 ms writes and reads, 1–5 ms flushes.
 	Latency DiskLatency
+	// DiskFaults strike both disks during the safety phase; data faults
+	// only where the other node holds a good copy of the block (unless
+	// Unrecoverable). The liveness phase clears them.
+	DiskFaults DiskFaults
+}
+
+// SwarmDiskFaults draws the disk faults of one swarm seed: each kind is
+// off or on at a rate spread over two decades, so that seeds explore both
+// rare and frequent faults. Only faults a reader can detect are drawn: a
+// lost or misdirected write leaves a stale block that reads back without an
+// error, which no replicated block device can notice without a per-block
+// checksum journal (dm-integrity), and Tandem has none yet.
+func SwarmDiskFaults(r *Rand) DiskFaults {
+	rate := func(lo, hi float64) float64 {
+		if r.Intn(2) == 0 {
+			return 0
+		}
+		return lo * math.Pow(hi/lo, r.Float64())
+	}
+	f := DiskFaults{
+		LatentError: rate(1e-4, 1e-2),
+		Corrupt:     rate(1e-4, 1e-2),
+		ReadError:   rate(1e-4, 1e-2),
+		Stall:       rate(1e-4, 1e-2),
+	}
+	if f.Stall > 0 {
+		f.StallFor = r.Between(50*time.Millisecond, 2*time.Second)
+	}
+	return f
+}
+
+// goodCopyElsewhere is the data-fault gate of machine m's disk: a fault may
+// destroy block b here only while the other node is connected, both disks
+// are UpToDate with b in sync, and the other copy of b is healthy.
+func (s *Sim) goodCopyElsewhere(m *machine, b uint64) bool {
+	o := s.machines[1-m.id]
+	if !m.up || !o.up || m.n == nil || o.n == nil || m.n.Replica() == nil || o.n.Replica() == nil {
+		return false
+	}
+	rm, ro := m.n.Replica(), o.n.Replica()
+	return rm.Conn() == repl.Connected && ro.Conn() == repl.Connected &&
+		rm.Disk() == repl.UpToDate && ro.Disk() == repl.UpToDate &&
+		rm.BlockInSync(b) && ro.BlockInSync(b) && o.r.disk.Fault(b) == nil
 }
 
 // replState is the simulator's side of replication: disks, buffers, the
@@ -85,6 +129,11 @@ type replState struct {
 	// order: a write lost with every copy before a flush covered it was
 	// never promised to survive (see lostWithEveryCopy).
 	powerLoss [2][]time.Duration
+	// rotations[n] are node n's new generations in time order, and linkUps
+	// the times the replication link came up: together they tell which
+	// tenure a read belonged to (see splitTenure).
+	rotations [2][]rotation
+	linkUps   []time.Duration
 	events    ReplResult
 }
 
@@ -155,6 +204,9 @@ func (s *Sim) initReplication() error {
 		m := s.machines[i]
 		m.r = &machineRepl{bufs: map[repl.BufRef][]uint64{}}
 		m.r.disk = NewDisk(DiskOptions{Blocks: ro.Repl.Blocks, MetaBytes: l.MetaBytes, Latency: ro.Latency}, m.rnd.Fork(7))
+		m.r.disk.SetFaults(ro.DiskFaults)
+		m.r.disk.AllowDataFaults(true)
+		m.r.disk.SetDataFaultGate(func(b uint64) bool { return s.goodCopyElsewhere(m, b) })
 		rec := &meta.Record{Seq: 1, Blocks: ro.Repl.Blocks, Node: uint8(i), Gen: meta.Generations{Current: gen},
 			Flags: meta.Consistent | meta.CleanShutdown, Bitmap: meta.NewBitmap(ro.Repl.Blocks)}
 		img := l.EncodeAll(nil, rec)
@@ -260,8 +312,10 @@ func (s *Sim) diskEvent(e event) {
 	case repl.Read:
 		out := make([]uint64, in.Repl.Count)
 		err = r.disk.Read(in.Repl.Block, out)
+		// A failed read still hands back what the device transferred (a
+		// corrupt block's flipped bits): the core must not serve it.
+		r.bufs[e.buf] = out
 		if err == nil {
-			r.bufs[e.buf] = out
 			in.Repl.Digest = digestTokens(out)
 		}
 	case repl.Flush:
@@ -347,6 +401,7 @@ func (s *Sim) connectEvent() {
 		return
 	}
 	rs.conn = uint64(s.res.Events) + 1
+	rs.linkUps = append(rs.linkUps, s.now)
 	rs.lastArrive = [2]time.Duration{s.now, s.now}
 	s.tracef("C %-8s replication link %d up", "", rs.conn)
 	for _, m := range []*machine{a, b} {
@@ -543,12 +598,34 @@ func (s *Sim) replEvent(m *machine, ev *repl.Event) {
 		for _, g := range ev.Gens {
 			rs.lostGens[uint64(g)] = true
 		}
+	case repl.NewGeneration:
+		rs.rotations[m.id] = append(rs.rotations[m.id], rotation{at: s.now, gen: uint64(ev.Gen)})
 	case repl.IOFailed:
 		rs.events.Detaches++
 	}
 	if s.opt.Trace != nil {
 		s.tracef("R %-8s %v %s", m.name, ev.Kind, ev.Reason)
 	}
+}
+
+type rotation struct {
+	at  time.Duration
+	gen uint64
+}
+
+// splitTenure: read r was served before its node's first write of a tenure
+// that a split-brain resolution later discarded (the node's next new
+// generation is a discarded one, and the link never came up in between).
+// Such a node had been promoted without the peer's latest writes (fencing
+// none allows it), so what it read was not the cluster's timeline.
+func (rs *replState) splitTenure(r *Request) bool {
+	rots := rs.rotations[r.Node]
+	i, _ := slices.BinarySearchFunc(rots, r.Complete, func(x rotation, t time.Duration) int { return cmp.Compare(x.at, t) })
+	if i == len(rots) || !rs.lostGens[rots[i].gen] {
+		return false
+	}
+	j, _ := slices.BinarySearch(rs.linkUps, r.Complete)
+	return j == len(rs.linkUps) || rs.linkUps[j] > rots[i].at
 }
 
 // flushDone is, for flushes sorted by invoke time, the earliest completion
@@ -636,7 +713,7 @@ func (s *Sim) finalRepl() {
 	flushes := completedFlushes(h)
 	for i := 0; i < h.Len(); i++ {
 		r := h.At(i)
-		if r.Op == OpRead && rs.lostGens[r.Gen] {
+		if r.Op == OpRead && (rs.lostGens[r.Gen] || rs.splitTenure(r)) {
 			r.SplitView = true
 		}
 		if r.Op != OpWrite {
@@ -658,6 +735,29 @@ func (s *Sim) finalRepl() {
 		}
 		if r.Outcome == OK && !r.MayBeLost && rs.lostWithEveryCopy(r, flushes) {
 			r.MayBeLost = true
+		}
+	}
+	// A read that returned a write allowed to be lost saw a timeline the
+	// cluster may have dropped (protocol A/B's window, a discarded split
+	// brain): when the write is gone, the block going back is no violation.
+	unsure := map[uint64]bool{}
+	for i := 0; i < h.Len(); i++ {
+		if r := h.At(i); r.Op == OpWrite && r.MayBeLost {
+			for k := 0; k < r.Count; k++ {
+				unsure[r.Value+uint64(k)] = true
+			}
+		}
+	}
+	for i := 0; i < h.Len(); i++ {
+		r := h.At(i)
+		if r.Op != OpRead || r.Outcome != OK {
+			continue
+		}
+		for _, v := range r.Read {
+			if unsure[v] {
+				r.SplitView = true
+				break
+			}
 		}
 	}
 	var prim *machine

@@ -26,11 +26,12 @@ type simRun struct {
 	protocol string
 	blocks   uint64
 	history  string
+	disk     string
 }
 
 func (r simRun) command() string {
-	return fmt.Sprintf("go run ./cmd/tandem sim --seed %d --duration %v --nodes %d --fencing %s --faults %s --workload %s --protocol %s --blocks %d",
-		r.seed, r.duration, r.nodes, r.fencing, r.faults, r.workload, r.protocol, r.blocks)
+	return fmt.Sprintf("go run ./cmd/tandem sim --seed %d --duration %v --nodes %d --fencing %s --faults %s --workload %s --protocol %s --blocks %d --disk-faults %s",
+		r.seed, r.duration, r.nodes, r.fencing, r.faults, r.workload, r.protocol, r.blocks, r.disk)
 }
 
 // options turns the command line into simulator options: swarm draws this
@@ -73,6 +74,13 @@ func (r simRun) options(trace io.Writer) (sim.Options, error) {
 		return sim.Options{}, fmt.Errorf("--blocks: want 64..16777216 blocks of 4 KiB, got %d", r.blocks)
 	}
 	opt.Replication = &sim.ReplicationOptions{Workload: w, Repl: repl.Config{Protocol: p, Blocks: r.blocks}}
+	switch r.disk {
+	case "none":
+	case "swarm":
+		opt.Replication.DiskFaults = sim.SwarmDiskFaults(sim.NewRand(r.seed).Fork(9))
+	default:
+		return sim.Options{}, fmt.Errorf("--disk-faults: want none or swarm, got %q", r.disk)
+	}
 	return opt, nil
 }
 
@@ -89,6 +97,7 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&r.workload, "workload", "none", "what the application does on the primary: none, write (writes and flushes) or mixed (also reads)")
 	fs.StringVar(&r.protocol, "protocol", "C", "replication protocol: A, B or C")
 	fs.Uint64Var(&r.blocks, "blocks", 4096, "size of the replicated disk in 4 KiB blocks")
+	fs.StringVar(&r.disk, "disk-faults", "none", "none, or swarm: this seed draws its own detectable disk faults (latent sector errors, corruption, read errors, stalls), each only where the peer holds a good copy")
 	fs.StringVar(&r.history, "history", "", "write the client history as JSON lines to this file (see README)")
 	emit := fs.String("emit-scenario", "", "write the run's faults and checks as a scenario file (tandem scenario run replays it)")
 	fs.Usage = func() {

@@ -657,7 +657,7 @@ func (n *Node) eligible() bool {
 	if n.cfg.IsWitness || n.standby || n.state == proto.Blocked {
 		return false
 	}
-	if n.rep != nil && !n.state.Holds() && !n.rep.Promotable() {
+	if n.rep != nil && !n.state.Holds() && !n.rep.CouldLead() {
 		return false // never promote stale data
 	}
 	for _, f := range n.failcount {
@@ -935,6 +935,12 @@ func (n *Node) actionTimeout(r Resource, op Op) time.Duration {
 
 func (n *Node) issue(res int, op Op) {
 	if res == 0 && n.rep != nil && op != Monitor {
+		if op == Start && n.rep.PeerPrimary() {
+			// A handover: the old holder released the group on the
+			// heartbeat; its demotion is still on its way over the
+			// replication link. runGroup retries on the next step.
+			return
+		}
 		n.replicatedDisk(op)
 		return
 	}

@@ -50,6 +50,17 @@ type req struct {
 	gen         meta.UUID
 	readFromBuf BufRef // a read served from the peer
 	repair      bool   // a read being repaired from the peer
+	// inDisk counts local disk operations on the request's own buffer not
+	// yet returned, abandoned ones included: the request completes (and
+	// hands its buffer back to the application) only after them.
+	inDisk int
+	// rewritten: a write to an overlapping range was issued after this
+	// read; the peer's answer may predate it, so it must not be written
+	// back over our copy as a repair.
+	rewritten bool
+	// abort, if set, is the error the request completes with whatever
+	// else happens (a frozen write when the node gave up the primary role).
+	abort IOError
 }
 
 type ioKind uint8
@@ -178,6 +189,7 @@ type Replica struct {
 	// peer: what a split-brain resolution discards if it is the victim.
 	ownGens    []meta.UUID
 	srcReading []span // source: resync reads in flight
+	repairing  []span // read repairs (rewrites from the peer's copy) in flight
 	deferred   []rxItem
 
 	// Verify (initiator side).
@@ -286,6 +298,9 @@ func (r *Replica) Flags() meta.Flags             { return r.flags }
 // OutOfSync is the number of blocks marked out of sync.
 func (r *Replica) OutOfSync() uint64 { return r.bm.Count() }
 
+// BlockInSync: block b is not marked out of sync here.
+func (r *Replica) BlockInSync(b uint64) bool { return !r.bm.Test(b) }
+
 // Suspended reports whether I/O is frozen waiting for the peer to be
 // outdated or fenced.
 func (r *Replica) Suspended() bool { return r.suspended }
@@ -320,6 +335,25 @@ func (r *Replica) CanPromote(force bool) (bool, string) {
 	}
 	return false, fmt.Sprintf("disk is %v: it lacks the peer's latest writes (never promote stale data; `primary --force` overrides)", r.disk)
 }
+
+// CouldLead: the disk is good enough to hold the group (UpToDate, or
+// diskless with a connected UpToDate peer), whoever is Primary now. A
+// connected Secondary of a running Primary could lead after a handover;
+// Promote itself still waits for the peer to step down.
+func (r *Replica) CouldLead() bool {
+	switch {
+	case r.role == Primary:
+		return true
+	case r.link != 0 && !r.conn.Linked():
+		return false // the handshake is deciding
+	case r.disk == UpToDate:
+		return true
+	}
+	return r.disk == Diskless && r.conn.Linked() && r.pdisk == UpToDate
+}
+
+// PeerPrimary: the connected peer is Primary (we cannot promote yet).
+func (r *Replica) PeerPrimary() bool { return r.conn.Linked() && r.prole == Primary }
 
 // Promotable is CanPromote without force.
 func (r *Replica) Promotable() bool { ok, _ := r.CanPromote(false); return ok }
@@ -490,6 +524,17 @@ func (r *Replica) demote(why string) {
 			continue
 		}
 		r.complete(q, NotPrimary)
+	}
+	if r.suspended {
+		// Writes frozen for fencing never reached the peer, and we give
+		// up the right to write without it: they fail, they are not
+		// acknowledged on the strength of the local copy alone.
+		for _, q := range r.order {
+			if q.op != Read && !q.queued && !q.peerOK {
+				q.abort = Suspended
+				q.needPeer = false
+			}
+		}
 	}
 	r.setRole(Secondary, why)
 	r.newGenPending = false
@@ -732,6 +777,7 @@ func (r *Replica) tryIssue(q *req) bool {
 		switch {
 		case local:
 			q.localPending = true
+			q.inDisk++
 			r.issue(&io{kind: ioApp, r: q, buf: BufRef{AppBuf, q.id}}, Read, q.s)
 		case r.conn.Linked() && r.pdisk == UpToDate:
 			r.readFromPeer(q)
@@ -794,6 +840,11 @@ func (r *Replica) tryIssue(q *req) bool {
 			return false
 		}
 	}
+	for _, s := range r.repairing {
+		if s.overlaps(q.s) {
+			return false // the repair must land first, or it would undo us
+		}
+	}
 	if local && !q.alHeld {
 		needTx := false
 		first, last := uint32(q.s.block/meta.BlocksPerExtent), uint32((q.s.block+uint64(q.s.count)-1)/meta.BlocksPerExtent)
@@ -822,11 +873,17 @@ func (r *Replica) tryIssue(q *req) bool {
 	}
 	q.queued = false
 	q.gen = r.gen.Current
+	for _, o := range r.order {
+		if o.op == Read && o != q && o.s.overlaps(q.s) {
+			o.rewritten = true
+		}
+	}
 	if r.epochHadCompletion || r.epochWrites >= r.cfg.MaxEpochWrites {
 		r.closeEpoch()
 	}
 	if local {
 		q.localPending = true
+		q.inDisk++
 		r.issue(&io{kind: ioApp, r: q, buf: BufRef{AppBuf, q.id}}, q.op, q.s)
 	} else {
 		q.localDone = true
@@ -886,7 +943,7 @@ func (r *Replica) closeEpoch() {
 func (r *Replica) completeDone() bool {
 	done := false
 	for _, q := range r.order {
-		if q.queued || q.localPending || (q.needPeer && !q.peerOK && !q.peerFailed) {
+		if q.queued || q.localPending || q.inDisk > 0 || (q.needPeer && !q.peerOK && !q.peerFailed) {
 			continue
 		}
 		if r.suspended && (q.op != Read) {
@@ -900,6 +957,9 @@ func (r *Replica) completeDone() bool {
 			err = NoData
 		case q.peerFailed && !q.localDone:
 			err = NoData
+		}
+		if q.abort != OK {
+			err = q.abort
 		}
 		if q.op == Read && q.repair {
 			continue
@@ -964,6 +1024,9 @@ func (r *Replica) diskDone(in Input) {
 		return
 	}
 	delete(r.ios, in.ID)
+	if o.kind == ioApp && o.buf.Kind == AppBuf {
+		o.r.inDisk--
+	}
 	if o.abandon {
 		r.release(o.buf)
 		return
@@ -974,6 +1037,12 @@ func (r *Replica) diskDone(in Input) {
 		r.appDiskDone(o, err)
 	case ioRepair:
 		r.release(o.buf)
+		for i, x := range r.repairing {
+			if x == o.s {
+				r.repairing = append(r.repairing[:i], r.repairing[i+1:]...)
+				break
+			}
+		}
 		if err != OK {
 			r.ioFailed(err, "rewriting a block repaired from the peer")
 		} else {
@@ -1200,6 +1269,7 @@ func (r *Replica) detach() {
 		}
 	}
 	r.al = meta.NewActivityLog(r.cfg.ALSlots)
+	r.repairing = r.repairing[:0]
 	r.rxInflight = 0
 	r.rxFlushing = false
 	r.busy = r.busy[:0]
@@ -1310,10 +1380,12 @@ func (r *Replica) linkLost(why string) {
 	r.out = append(r.out, Output{Kind: WantLink, Connect: false, Conn: closed})
 	if wasLinked && r.role == Primary {
 		r.newGenPending = true
-		if len(orphans) > 0 {
-			// These writes diverge from the peer: they belong to a new
+		if len(orphans) > 0 && !r.cfg.Fencing {
+			// Without fencing these writes complete now without the peer,
+			// which may be promoted meanwhile: they belong to a new
 			// generation, so a later split-brain resolution that discards
-			// our changes names them too.
+			// our changes names them too. (With fencing they wait, frozen,
+			// until the peer is outdated or fenced, and cannot diverge.)
 			r.rotate("writes in flight lost the peer")
 			for _, q := range orphans {
 				q.gen = r.gen.Current
@@ -1453,7 +1525,7 @@ func (r *Replica) receive(m *Msg, buf uint64) {
 		q.peerOK = true
 		q.localErr = OK
 		q.readFromBuf = BufRef{RecvBuf, buf}
-		if q.repair && r.usableDisk() {
+		if q.repair && r.usableDisk() && !q.rewritten {
 			// Complete the read now, then rewrite the bad local copy.
 			q.repair = false
 			r.repairLocal(q, buf)
@@ -1508,6 +1580,7 @@ func (r *Replica) receive(m *Msg, buf uint64) {
 func (r *Replica) repairLocal(q *req, buf uint64) {
 	// The repair write reads from the received buffer; its completion
 	// releases it, so the request must not.
+	r.repairing = append(r.repairing, q.s)
 	r.issue(&io{kind: ioRepair, buf: BufRef{RecvBuf, buf}}, Write, q.s)
 }
 

@@ -72,7 +72,18 @@ func (r *Replica) handshake() {
 			r.inSync()
 		}
 		r.setPeerDisk(pd)
-	case UnrelatedData, Refuse:
+	case Refuse:
+		if r.role == Primary || p.Role == Primary {
+			// The side that must receive is still Primary: a demotion is
+			// usually on its way (a zombie stepping down), so try again
+			// rather than wait for an operator.
+			r.emit(Event{Kind: Info, Reason: "not connecting yet: " + why + "; retrying"})
+			r.linkLost("handshake refused while a Primary would be overwritten")
+			return
+		}
+		r.emit(Event{Kind: Unrelated, Reason: "refusing to connect: " + why})
+		r.disconnect()
+	case UnrelatedData:
 		r.emit(Event{Kind: Unrelated, Reason: "refusing to connect: " + why})
 		r.disconnect()
 	default:
