@@ -18,10 +18,12 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 
-# Unit, property and determinism tests; the swarm sweep runs 200 seeds x 10
-# simulated minutes per fencing policy.
+# Unit, property and determinism tests; the swarm sweeps run 200 seeds x 10
+# simulated minutes per fencing policy, without and with the data path; the
+# daemon's packages run again under the race detector.
 test: vet
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -race -timeout 15m ./daemon/...
 	$(GO) run ./cmd/tandem sim --seed 7 --duration 1h --fencing stonith --faults swarm > /dev/null
 	$(GO) run ./cmd/tandem sim --seed 11 --duration 1h --workload mixed --protocol C --fencing stonith --faults swarm > /dev/null
 
