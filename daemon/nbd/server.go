@@ -249,7 +249,8 @@ func (s *Server) serveClient(c *conn) {
 	nc := c.rw.(net.Conn)
 	flags, err := s.handshake(nc)
 	if err != nil {
-		nc.Close()
+		// Count before closing: the close is what the client sees, so a
+		// counter read after it must already include this failure.
 		switch {
 		case errors.Is(err, errAborted):
 			s.log.Debug("nbd client aborted the handshake")
@@ -258,6 +259,7 @@ func (s *Server) serveClient(c *conn) {
 			s.counters.handshakeFailures.Add(1)
 			s.log.Info("nbd handshake failed", "err", err)
 		}
+		nc.Close()
 		return
 	}
 	if err := nc.SetDeadline(time.Time{}); err != nil {
