@@ -263,8 +263,8 @@ func (s *Server) serveClient(c *conn) {
 		return
 	}
 	if err := nc.SetDeadline(time.Time{}); err != nil {
-		nc.Close()
 		s.counters.handshakeFailures.Add(1)
+		nc.Close()
 		s.log.Info("nbd handshake failed", "err", err)
 		return
 	}
