@@ -23,6 +23,14 @@ func initialSync(t *testing.T, w *world) {
 	if !w.identical() {
 		t.Fatal("disks differ after the initial sync")
 	}
+	// What both persist says so too: a source that kept its cleared bits
+	// would resync the whole disk again after its next crash.
+	w.run(time.Second)
+	for i := range 2 {
+		if n := w.meta[i].Bitmap.Count(); n != 0 {
+			t.Fatalf("node %d persists %d blocks out of sync after the initial sync", i, n)
+		}
+	}
 }
 
 func TestInitialSyncAndProtocolC(t *testing.T) {

@@ -297,8 +297,11 @@ func (r *Replica) gotResyncDone(m *Msg) {
 		if r.syncTarget {
 			return
 		}
-		// The target vouches for every block.
+		// The target vouches for every block: it flushed before saying so,
+		// so no cleared bit needs to stay set in what we persist either.
 		r.bm.ClearAll()
+		r.clearsPending.ClearAll()
+		r.clearsFlush.ClearAll()
 		r.setConn(Connected, "resync finished")
 		r.setPeerDisk(UpToDate)
 		r.emit(Event{Kind: ResyncFinished, Blocks: r.syncTotal, Reason: fmt.Sprintf("resync finished: %d blocks were out of sync", r.syncTotal)})
