@@ -31,7 +31,7 @@ test: vet
 # the daemon's building blocks against their bare baselines, as ratios.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./sim/ ./internal/wire/
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./daemon/link/ ./daemon/disk/ ./daemon/nbd/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./daemon/link/ ./daemon/disk/ ./daemon/nbd/ ./daemon/
 
 soak:
 	$(GO) test -count=1 -timeout 0 -run 'TestSwarmSweep' ./sim/ -v \
