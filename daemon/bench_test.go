@@ -90,7 +90,6 @@ func benchSeq(b *testing.B, pair *benchPair, cl *nbdclient.Client, bare *os.File
 	b.ReportMetric(mb/daemonTime.Seconds(), "MB/s")
 	b.ReportMetric(mb/bareTime.Seconds(), "bare-MB/s")
 	b.ReportMetric(bareTime.Seconds()/daemonTime.Seconds(), "vs-bare")
-	b.SetBytes(benchSeqTotal)
 }
 
 // bareSeq writes what one daemon pass writes to the bare file, then one
