@@ -121,10 +121,13 @@ type replState struct {
 	pending    [2]int // outstanding requests per node
 	// seqReq[node] maps a mirrored write's sequence number to its request,
 	// to learn when the peer's write ack reached the primary.
-	seqReq    [2]map[uint64]uint64
-	peerAckd  map[uint64]bool
-	genWriter map[uint64]genWriter // generation -> the node writing under it
-	lostGens  map[uint64]bool
+	seqReq   [2]map[uint64]uint64
+	peerAckd map[uint64]bool
+	// goodPeerCopy: the peer acknowledged the write while its disk was
+	// UpToDate, so its copy can stand in for ours after our crash.
+	goodPeerCopy map[uint64]bool
+	genWriter    map[uint64]genWriter // generation -> the node writing under it
+	lostGens     map[uint64]bool
 	// powerLoss[n] are the times node n lost power (crash or fence), in
 	// order: a write lost with every copy before a flush covered it was
 	// never promised to survive (see lostWithEveryCopy).
@@ -188,7 +191,7 @@ func (s *Sim) initReplication() error {
 	if ro.Repl.PingInterval == 0 {
 		ro.Repl.PingInterval = 4 * s.opt.Node.Keepalive
 	}
-	rs := &replState{opt: *ro, peerAckd: map[uint64]bool{}, genWriter: map[uint64]genWriter{}, lostGens: map[uint64]bool{}}
+	rs := &replState{opt: *ro, peerAckd: map[uint64]bool{}, goodPeerCopy: map[uint64]bool{}, genWriter: map[uint64]genWriter{}, lostGens: map[uint64]bool{}}
 	metaBytes := uint64(256 << 10)
 	l, err := meta.NewLayout(ro.Repl.Blocks*meta.BlockSize, false, metaBytes, 64)
 	if err != nil {
@@ -470,6 +473,9 @@ func (s *Sim) replMsgEvent(e event) {
 	if e.in.Repl.Msg.Kind == repl.MsgWriteAck {
 		if id, ok := rs.seqReq[m.id][e.in.Repl.Msg.Seq]; ok {
 			rs.peerAckd[id] = true
+			if m.up && m.n != nil && m.n.Replica().PeerDisk() == repl.UpToDate {
+				rs.goodPeerCopy[id] = true
+			}
 			delete(rs.seqReq[m.id], e.in.Repl.Msg.Seq)
 		}
 	}
@@ -650,7 +656,7 @@ func completedFlushes(h *History) flushDone {
 }
 
 // lostWithEveryCopy: every node that held write w (the one that served it,
-// and the peer if it acknowledged the write) lost power after w started and
+// and the peer if it acknowledged the write on an UpToDate disk) lost power after w started and
 // before any flush invoked after it completed had finished. Its data was then
 // only ever in volatile caches, so a block device may lose it: only a flush
 // makes a write survive the power loss of every copy.
@@ -660,8 +666,10 @@ func (rs *replState) lostWithEveryCopy(w *Request, f flushDone) bool {
 		covered = f.done[i]
 	}
 	for n := range rs.powerLoss {
-		if n != w.Node && !rs.peerAckd[w.ID] {
-			continue // the peer never had it
+		if n != w.Node && !rs.goodPeerCopy[w.ID] {
+			// The peer never had it, or only on a disk being resynced
+			// (Inconsistent as a whole, so no source for recovery).
+			continue
 		}
 		i, _ := slices.BinarySearch(rs.powerLoss[n], w.Invoke)
 		if i == len(rs.powerLoss[n]) || rs.powerLoss[n][i] >= covered {
