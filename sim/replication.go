@@ -115,10 +115,15 @@ type replState struct {
 	// connecting: a connection attempt is scheduled.
 	connecting bool
 	lastArrive [2]time.Duration // FIFO per direction
-	hist       History
-	nextReq    uint64
-	nextVal    uint64
-	pending    [2]int // outstanding requests per node
+	// draining is a connection closed gracefully by node drainFrom: what
+	// that node sent before the close still arrives (TCP delivers it before
+	// the FIN); a crash or partition ends the drain.
+	draining  uint64
+	drainFrom int
+	hist      History
+	nextReq   uint64
+	nextVal   uint64
+	pending   [2]int // outstanding requests per node
 	// seqReq[node] maps a mirrored write's sequence number to its request,
 	// to learn when the peer's write ack reached the primary.
 	seqReq   [2]map[uint64]uint64
@@ -418,17 +423,23 @@ func (s *Sim) closeConn(by int, why string) {
 	rs.conn = 0
 	s.tracef("C %-8s replication link %d down: %s", "", c, why)
 	if by >= 0 {
-		// A graceful close reaches the other side.
+		// A graceful close reaches the other side after everything the
+		// closer sent before it (the queue keeps ties in push order).
+		rs.draining, rs.drainFrom = c, by
 		o := s.machines[1-by]
-		s.q.Push(s.now+time.Millisecond, event{kind: evInput, node: o.id, inc: o.incarnation,
+		s.q.Push(max(s.now+time.Millisecond, rs.lastArrive[by]), event{kind: evInput, node: o.id, inc: o.incarnation,
 			in: node.Input{Kind: node.Replication, Repl: repl.Input{Kind: repl.LinkDown, Conn: c}}})
 	}
 	s.maybeConnect()
 }
 
 // breakConn: the network lost the connection; nobody is told (the
-// replication timeout finds out).
+// replication timeout finds out). Messages still in flight are lost, those
+// of a connection closed gracefully before included.
 func (s *Sim) breakConn(why string) {
+	if s.repl != nil {
+		s.repl.draining = 0
+	}
 	if s.repl != nil && s.repl.conn != 0 {
 		s.closeConn(-1, why)
 	}
@@ -462,7 +473,8 @@ func (s *Sim) replSend(m *machine, o *repl.Output) {
 func (s *Sim) replMsgEvent(e event) {
 	m := s.machines[e.node]
 	rs := s.repl
-	if e.inc != m.incarnation || !m.up || e.in.Repl.Conn != rs.conn {
+	c := e.in.Repl.Conn
+	if e.inc != m.incarnation || !m.up || (c != rs.conn && (c != rs.draining || e.from != rs.drainFrom)) {
 		return
 	}
 	if e.data != nil {

@@ -185,7 +185,16 @@ func (s *Sim) Stop(i int) bool {
 		}
 	}
 	m.up, m.frozen, m.n = false, false, nil
+	var drain uint64
+	if s.repl != nil {
+		drain = s.repl.draining
+	}
 	s.crashRepl(m)
+	if s.repl != nil {
+		// The kernel still delivers what the daemon sent before it closed
+		// the link; crashRepl drops it, as after a power cut.
+		s.repl.draining = drain
+	}
 	s.checks.crashed()
 	return true
 }
