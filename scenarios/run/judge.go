@@ -79,6 +79,10 @@ func (r *runner) observe(i int, o *node.Output) {
 			r.ev.sbDetected = append(r.ev.sbDetected, stamp{at: now, node: i, n: 1})
 		case repl.SplitBrainResolved:
 			r.ev.sbResolved = append(r.ev.sbResolved, stamp{at: now, node: int(o.Repl.Event.Peer), n: 1})
+			// A policy resolves only what was detected (DRBD logs "Split-Brain
+			// detected, ... automatically solved"); the core reports just the
+			// resolution.
+			r.ev.sbDetected = append(r.ev.sbDetected, stamp{at: now, node: i, n: 1})
 		}
 	}
 }

@@ -23,13 +23,16 @@ type runner struct {
 	base  sim.LinkParams // the network as the run started, for heal
 	acts  []action
 	// stopping[i]: a `stop` waits for node i to hand the group over; the
-	// daemon exits then, or at the deadline regardless.
-	stopping [2]time.Duration
-	latent   [2][]scenarios.Range // read-errors ranges, for disk-heal
-	expects  []expectState
-	ev       eventLog
-	last     [2]counters
-	unsent   int // requests the client could not send (no primary, node down)
+	// daemon exits then, or at the deadline regardless. released[i]: when
+	// its group stopped; it then waits up to deadtime for the peer to take
+	// the group, as Heartbeat's shutdown notice lets the peer acquire
+	// before the node is gone.
+	stopping, released [2]time.Duration
+	latent             [2][]scenarios.Range // read-errors ranges, for disk-heal
+	expects            []expectState
+	ev                 eventLog
+	last               [2]counters
+	unsent             int // requests the client could not send (no primary, node down)
 }
 
 // action is one thing the runner does at a time: a timeline step, or one
@@ -311,9 +314,13 @@ func (r *runner) checkStops() {
 		if dl == 0 {
 			continue
 		}
-		n := r.s.Node(i)
-		if n == nil || !n.State().Holds() || r.s.Now() >= dl {
-			r.stopping[i] = 0
+		n, p := r.s.Node(i), r.s.Node(1-i)
+		if n != nil && !n.State().Holds() && r.released[i] == 0 {
+			r.released[i] = r.s.Now()
+		}
+		handedOver := p == nil || p.State().Holds() || r.s.Now() >= r.released[i]+r.cl.Deadtime
+		if n == nil || (!n.State().Holds() && handedOver) || r.s.Now() >= dl {
+			r.stopping[i], r.released[i] = 0, 0
 			r.s.Stop(i)
 		}
 	}
