@@ -129,7 +129,8 @@ func (s *status) groupRunning() bool {
 		return false
 	}
 	for _, g := range s.Group {
-		if g.State != "running" {
+		// The disk member's running state is its role.
+		if g.State != "running" && !(g.Name == "disk" && g.State == "primary") {
 			return false
 		}
 	}
