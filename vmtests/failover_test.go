@@ -277,6 +277,10 @@ func TestTutorialFailover(t *testing.T) {
 	}
 	if b, err := s1.Get(ctx, "/tmp/tandem.log"); err == nil {
 		s1Log = tail(string(b), 60)
+		logNotable(c, "server1 daemon", string(b), "level=WARN", "level=ERROR")
+	}
+	if r, err := s1.Sh(ctx, "dmesg"); err == nil {
+		logNotable(c, "server1 dmesg", r.Stdout, "nbd", "EXT4", "I/O error", "blk_update")
 	}
 
 	// The power cut.
@@ -333,6 +337,17 @@ func TestTutorialFailover(t *testing.T) {
 		c.Logf("server2: all %d acknowledged messages present", n)
 	}
 	sh(t, ctx, s2, "ip -4 addr show dev eth0 | grep -q 192.168.1.5/24")
+	c.Logf("timing: power cut -> client's ping of 192.168.1.5 answered: %v (first try after the files were read)",
+		func() time.Duration {
+			run(t, ctx, cl, "ping", "-c", "1", "-W", "5", "192.168.1.5")
+			return time.Since(cut)
+		}().Round(time.Millisecond))
+	if b, err := s2.Get(ctx, "/tmp/tandem.log"); err == nil {
+		logNotable(c, "server2 daemon", string(b), "level=WARN", "level=ERROR", "fsck", "fence", "takeover")
+	}
+	if r, err := s2.Sh(ctx, "dmesg"); err == nil {
+		logNotable(c, "server2 dmesg", r.Stdout, "nbd", "EXT4", "I/O error", "blk_update")
+	}
 	sh(t, ctx, s2, "test -f /run/spool.pid && kill -0 $(cat /run/spool.pid)")
 
 	// The client reaches 192.168.1.5, now on server2's NIC.
@@ -348,6 +363,24 @@ func TestTutorialFailover(t *testing.T) {
 	if r, err := s2.Run(ctx, "fsck.ext4", "-n", "-f", "/dev/nbd0"); err != nil {
 		t.Errorf("fsck.ext4 -n on server2 after failover: %v\n%s%s", err, r.Stdout, r.Stderr)
 	}
+}
+
+// logNotable logs the lines of text that contain any of words: what a
+// passing run still shows of warnings and kernel complaints.
+func logNotable(c *vm.Cluster, what, text string, words ...string) {
+	var got []string
+	for _, l := range strings.Split(text, "\n") {
+		for _, w := range words {
+			if strings.Contains(l, w) {
+				got = append(got, "  "+l)
+				break
+			}
+		}
+	}
+	if len(got) > 40 {
+		got = append(got[:20], append([]string{"  ..."}, got[len(got)-20:]...)...)
+	}
+	c.Logf("%s: %d notable lines\n%s", what, len(got), strings.Join(got, "\n"))
 }
 
 func tail(s string, n int) string {
