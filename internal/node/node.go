@@ -745,8 +745,10 @@ func (n *Node) decide() {
 			reason = fmt.Sprintf("%s handed the group over", n.name(n.peer))
 		case n.wantGroup:
 			reason = "takeover requested by operator"
+		case n.peerIneligible() && p.Flags&proto.DiskOutdated != 0:
+			reason = fmt.Sprintf("%s's disk cannot be promoted (Outdated, Inconsistent or none)", n.name(n.peer))
 		case n.peerIneligible():
-			reason = fmt.Sprintf("%s is not eligible (standby or failed resources)", n.name(n.peer))
+			reason = fmt.Sprintf("%s is not eligible (standby, failed resources, or its data cannot lead yet)", n.name(n.peer))
 		default:
 			reason = "preferred node"
 		}
