@@ -671,7 +671,13 @@ func (m *Manager) handshakeFailed(nc net.Conn, err error) {
 	default:
 	}
 	if n := m.st.handshakeFailed.Add(1); n&(n-1) == 0 {
-		m.log.Warn("link: handshake failed", "peer", m.cfg.Peer, "remote", nc.RemoteAddr().String(), "err", err, "count", n)
+		level := slog.LevelWarn
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+			// The usual end of the losing half of a simultaneous connect:
+			// the peer closed its duplicate.
+			level = slog.LevelInfo
+		}
+		m.log.Log(context.Background(), level, "link: handshake failed", "peer", m.cfg.Peer, "remote", nc.RemoteAddr().String(), "err", err, "count", n)
 	}
 }
 
