@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"tandem/faults"
+	"tandem/internal/meta"
 	"tandem/internal/node"
 	"tandem/internal/proto"
 	"tandem/internal/repl"
@@ -166,6 +167,44 @@ func (s *Sim) ReplAdmin(i int, cmd repl.AdminCmd, force, discard bool) bool {
 	s.tracef("# %-8s operator: %v%s", m.name, cmd, map[bool]string{true: " --force"}[force]+map[bool]string{true: " --discard-my-data"}[discard])
 	s.input(m, node.Input{Kind: node.Replication, Repl: repl.Input{Kind: repl.Admin, Admin: cmd, Force: force, DiscardMyData: discard}})
 	return true
+}
+
+// BeginStop is the daemon's orderly stop once the group is handed over:
+// the replication link is closed and the metadata persisted marked clean
+// (repl.Replica.Shutdown), so that the next start does not treat the node
+// as having lost power. The driver calls Stop once CleanOnDisk reports the
+// record durable (or after its own deadline). Reports false if machine i
+// is down or has no replica.
+func (s *Sim) BeginStop(i int) bool {
+	m := s.machines[i]
+	if !m.up || m.frozen || m.n == nil || m.r == nil || m.n.Replica() == nil {
+		return false
+	}
+	s.tracef("# %-8s orderly stop: disconnect, metadata marked clean", m.name)
+	s.input(m, node.Input{Kind: node.Replication, Repl: repl.Input{Kind: repl.Admin, Admin: repl.CmdDisconnect}})
+	outs := append([]repl.Output(nil), m.n.Replica().Shutdown(m.clock.Local(s.now))...)
+	for k := range outs {
+		s.replicate(m, &outs[k])
+	}
+	return true
+}
+
+// CleanOnDisk reports the sequence number of machine i's persisted
+// metadata record and whether it is marked as an orderly shutdown.
+func (s *Sim) CleanOnDisk(i int) (seq uint64, clean bool) {
+	m := s.machines[i]
+	if m.r == nil || m.r.disk.Failed() {
+		return 0, false
+	}
+	area := make([]byte, s.repl.layout.MetaBytes)
+	if err := m.r.disk.ReadMeta(0, area); err != nil {
+		return 0, false
+	}
+	rec, err := s.repl.layout.Decode(area)
+	if err != nil {
+		return 0, false
+	}
+	return rec.Seq, rec.Flags&meta.CleanShutdown != 0
 }
 
 // Stop ends machine i's daemon cleanly, as the last part of a `heartbeat

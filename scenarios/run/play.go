@@ -26,8 +26,11 @@ type runner struct {
 	// daemon exits then, or at the deadline regardless. released[i]: when
 	// its group stopped; it then waits up to deadtime for the peer to take
 	// the group, as Heartbeat's shutdown notice lets the peer acquire
-	// before the node is gone.
+	// before the node is gone. cleanFrom[i] > 0: the orderly stop began
+	// (sim.BeginStop) when the persisted record had sequence cleanFrom-1;
+	// the daemon exits once a later one, marked clean, is on disk.
 	stopping, released [2]time.Duration
+	cleanFrom          [2]uint64
 	latent             [2][]scenarios.Range // read-errors ranges, for disk-heal
 	expects            []expectState
 	ev                 eventLog
@@ -319,8 +322,24 @@ func (r *runner) checkStops() {
 			r.released[i] = r.s.Now()
 		}
 		handedOver := p == nil || p.State().Holds() || r.s.Now() >= r.released[i]+r.cl.Deadtime
+		if n != nil && r.s.Now() < dl && !n.State().Holds() && handedOver {
+			// As the daemon: disconnect, persist the metadata marked clean,
+			// wait for it (10s at most), then exit.
+			if r.cleanFrom[i] == 0 {
+				seq, _ := r.s.CleanOnDisk(i)
+				if !r.s.BeginStop(i) {
+					n = nil
+				} else {
+					r.cleanFrom[i] = seq + 1
+					r.stopping[i] = min(dl, r.s.Now()+10*time.Second)
+					continue
+				}
+			} else if seq, clean := r.s.CleanOnDisk(i); !clean || seq < r.cleanFrom[i] {
+				continue
+			}
+		}
 		if n == nil || (!n.State().Holds() && handedOver) || r.s.Now() >= dl {
-			r.stopping[i], r.released[i] = 0, 0
+			r.stopping[i], r.released[i], r.cleanFrom[i] = 0, 0, 0
 			r.s.Stop(i)
 		}
 	}
