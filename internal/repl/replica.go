@@ -183,6 +183,7 @@ type Replica struct {
 	syncPaused    bool
 	syncFinishing bool
 	syncDoneSent  bool // the target said it has every block; awaiting the source
+	refusals      int  // handshakes refused in a row because a Primary would be overwritten
 	syncTarget    bool
 	syncFull      bool
 	// Generations this node started since it was last in sync with the
@@ -241,6 +242,9 @@ func New(cfg Config, rec *meta.Record, now proto.Time, seed uint64) (*Replica, e
 		r.gen = rec.Gen
 		r.flags = rec.Flags
 		r.metaSeq = rec.Seq
+		// When we last became Primary: after both nodes lost power the
+		// discard-younger/older-primary policies still need it.
+		r.primarySince = rec.PrimarySince
 		if rec.Bitmap != nil {
 			r.bm.CopyFrom(rec.Bitmap)
 		}
@@ -687,7 +691,7 @@ func (r *Replica) persist() {
 	bm.Or(r.clearsPending)
 	bm.Or(r.clearsFlush)
 	rec := &meta.Record{Seq: r.metaSeq, Blocks: r.cfg.Blocks, Node: uint8(r.cfg.Self), Gen: r.gen,
-		Flags: r.flags, AL: r.al.Extents(), Bitmap: bm}
+		Flags: r.flags, AL: r.al.Extents(), Bitmap: bm, PrimarySince: r.primarySince}
 	r.nextID++
 	r.metaID = r.nextID
 	r.out = append(r.out, Output{Kind: Persist, ID: r.metaID, Record: rec})
@@ -1378,6 +1382,13 @@ func (r *Replica) linkLost(why string) {
 	}
 	r.setConn(next, why)
 	r.out = append(r.out, Output{Kind: WantLink, Connect: false, Conn: closed})
+	if r.role != Primary {
+		// A Secondary (a primary that stepped down while these waited for
+		// the peer) has no right to acknowledge a write on its own copy.
+		for _, q := range orphans {
+			q.abort = NotPrimary
+		}
+	}
 	if wasLinked && r.role == Primary {
 		r.newGenPending = true
 		if len(orphans) > 0 && !r.cfg.Fencing {

@@ -47,6 +47,9 @@ func (r *Replica) handshake() {
 	}
 	r.discardMine = false
 	r.decision = d
+	if d != Refuse {
+		r.refusals = 0
+	}
 	if d != UnrelatedData && d != Refuse {
 		// The peer follows us again, so every write reaches it: the
 		// suspension for fencing has done its job.
@@ -73,14 +76,17 @@ func (r *Replica) handshake() {
 		}
 		r.setPeerDisk(pd)
 	case Refuse:
-		if r.role == Primary || p.Role == Primary {
+		if (r.role == Primary || p.Role == Primary) && r.refusals < maxRefusals {
 			// The side that must receive is still Primary: a demotion is
-			// usually on its way (a zombie stepping down), so try again
-			// rather than wait for an operator.
-			r.emit(Event{Kind: Info, Reason: "not connecting yet: " + why + "; retrying"})
+			// often on its way (a zombie stepping down), so try again a
+			// few times before leaving it to an operator, as DRBD does
+			// ("I shall become SyncTarget, but I am primary!").
+			r.refusals++
+			r.emit(Event{Kind: Info, Reason: fmt.Sprintf("not connecting yet: %s; retry %d of %d", why, r.refusals, maxRefusals)})
 			r.linkLost("handshake refused while a Primary would be overwritten")
 			return
 		}
+		r.refusals = 0
 		r.emit(Event{Kind: Unrelated, Reason: "refusing to connect: " + why})
 		r.disconnect()
 	case UnrelatedData:
@@ -93,6 +99,10 @@ func (r *Replica) handshake() {
 		r.send(Msg{Kind: MsgBitmap, Bitmap: meta.AppendRuns(nil, r.bm)}, BufRef{})
 	}
 }
+
+// maxRefusals bounds the handshakes retried while a Primary would be
+// overwritten; then the link goes StandAlone.
+const maxRefusals = 8
 
 // divergedGens are the victim's generations the survivor never had: what a
 // split-brain resolution discards. known adds those the victim remembers
