@@ -523,29 +523,7 @@ func (s *Sim) workloadEvent() {
 	case p >= 90:
 		op = OpFlush
 	}
-	rs.nextReq++
-	id := rs.nextReq
-	r := Request{ID: id, Node: m.id, Op: op, Invoke: s.now, Protocol: byte(rs.protocol)}
-	in := repl.Input{Kind: repl.Request, ID: id}
-	switch op {
-	case OpWrite:
-		rs.nextVal += 16
-		r.Block, r.Count, r.Value = block, count, rs.nextVal
-		vals := make([]uint64, count)
-		for i := range vals {
-			vals[i] = r.Value + uint64(i)
-		}
-		m.r.bufs[repl.BufRef{Kind: repl.AppBuf, ID: id}] = vals
-		in.Op, in.Block, in.Count = repl.Write, block, uint32(count)
-	case OpRead:
-		r.Block, r.Count = block, count
-		in.Op, in.Block, in.Count = repl.Read, block, uint32(count)
-	case OpFlush:
-		in.Op = repl.Flush
-	}
-	m.r.reqs[id] = rs.hist.Invoke(r)
-	rs.pending[m.id]++
-	s.input(m, node.Input{Kind: node.Replication, Repl: in})
+	s.Submit(m.id, op, block, count)
 }
 
 func (s *Sim) completeRequest(m *machine, o *repl.Output) {
