@@ -36,7 +36,7 @@ bench:
 soak:
 	$(GO) test -count=1 -timeout 0 -run 'TestSwarmSweep' ./sim/ -v \
 		-sim.first=$(FIRST) -sim.seeds=$(SEEDS) -sim.duration=$(DURATION)
-	$(GO) test -count=1 -timeout 0 -run 'TestRapidSchedules' ./sim/ -rapid.checks=$(SEEDS)
+	TANDEM_RAPID_RANDOM=1 $(GO) test -count=1 -timeout 0 -run 'TestRapidSchedules|TestRapidReplication' ./sim/ -rapid.checks=$(SEEDS)
 
 # The VM suite (vmtests/, see CONTRIBUTING.md): QEMU VMs booted from Debian's
 # kernel. vmtest-deps installs the host tools with apt (only those missing);
