@@ -206,6 +206,12 @@ func Call(ctx context.Context, socket string, req Request) (*Response, error) {
 // Events streams the daemon's events to fn until ctx ends, fn returns an
 // error, or the daemon goes away (io.EOF-like errors are returned as is).
 func Events(ctx context.Context, socket string, fn func(Event) error) error {
+	return EventsSubscribed(ctx, socket, nil, fn)
+}
+
+// EventsSubscribed is Events, calling subscribed (if not nil) once the daemon
+// has accepted the subscription: every event after that moment reaches fn.
+func EventsSubscribed(ctx context.Context, socket string, subscribed func(), fn func(Event) error) error {
 	c, err := dial(ctx, socket)
 	if err != nil {
 		return err
@@ -223,6 +229,9 @@ func Events(ctx context.Context, socket string, fn func(Event) error) error {
 	}
 	if !resp.OK {
 		return fmt.Errorf("control socket %s: %s", socket, resp.Error)
+	}
+	if subscribed != nil {
+		subscribed()
 	}
 	for {
 		var e Event

@@ -200,7 +200,8 @@ func (d *demo) run(ctx context.Context, initialSync bool) error {
 	var deadAt, primaryAt time.Time
 	evctx, evcancel := context.WithCancel(ctx)
 	defer evcancel()
-	go daemon.Events(evctx, d.sock("n2"), func(e daemon.Event) error {
+	subscribed := make(chan struct{})
+	go daemon.EventsSubscribed(evctx, d.sock("n2"), func() { close(subscribed) }, func(e daemon.Event) error {
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
@@ -211,7 +212,11 @@ func (d *demo) run(ctx context.Context, initialSync bool) error {
 		}
 		return nil
 	})
-	time.Sleep(100 * time.Millisecond) // let the subscription reach the daemon
+	select {
+	case <-subscribed:
+	case <-time.After(10 * time.Second):
+		return errors.New("n2's event stream did not accept the subscription within 10s")
+	}
 
 	kill := time.Now()
 	if err := d.procs["n1"].cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -231,6 +236,15 @@ func (d *demo) run(ctx context.Context, initialSync bool) error {
 	if _, err := os.Stat(filepath.Join(d.dir, "service.n2")); err != nil {
 		return fmt.Errorf("n2 runs the group but its service did not start: %v", err)
 	}
+	// The status can show Primary a moment before the stream delivers the
+	// events that say so.
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	_ = d.waitFor(wctx, "n2's event stream to report the takeover", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return !deadAt.IsZero() && !primaryAt.IsZero()
+	})
 	mu.Lock()
 	detect, takeover := deadAt.Sub(kill), primaryAt.Sub(kill)
 	mu.Unlock()
