@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"tandem/daemon/config"
-	"tandem/daemon/disk"
 	"tandem/daemon/nbdclient"
 	"tandem/internal/proto"
 )
@@ -228,7 +227,7 @@ type benchPair struct {
 
 func newBenchPair(b *testing.B, protocol string) *benchPair {
 	dir := b.TempDir()
-	ports := benchPorts(b, 4)
+	ports := freePorts(b, 4)
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, `[cluster]
 name = "bench"
@@ -270,18 +269,8 @@ resync_rate = "1G"
 	}
 	p := &benchPair{dir: dir, control: map[string]string{}, logs: map[string]*lockedBuffer{}}
 	for i, n := range []string{"n1", "n2"} {
-		img := filepath.Join(dir, n+".img")
-		if err := os.WriteFile(img, nil, 0o600); err != nil {
-			b.Fatal(err)
-		}
 		// The data area plus room for the metadata at its end.
-		if err := os.Truncate(img, benchBlocks*4096+8<<20); err != nil {
-			b.Fatal(err)
-		}
-		if err := disk.CreateMD(img, disk.CreateOptions{Node: proto.NodeID(i), Blocks: benchBlocks,
-			Logger: slog.New(slog.DiscardHandler)}); err != nil {
-			b.Fatal(err)
-		}
+		makeDisk(b, filepath.Join(dir, n+".img"), proto.NodeID(i), benchBlocks, benchBlocks*4096+8<<20)
 		setup, err := f.Node(n)
 		if err != nil {
 			b.Fatal(err)
@@ -415,28 +404,4 @@ func (p *benchPair) check(b *testing.B) {
 	if bytes.Equal(data[0][:benchLatSize], make([]byte, benchLatSize)) {
 		b.Fatal("the primary's disk does not hold the benchmark's writes")
 	}
-}
-
-// benchPorts reserves n distinct free ports on 127.0.0.1 for TCP and UDP.
-func benchPorts(b *testing.B, n int) []int {
-	var ports []int
-	var closers []func() error
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			l.Close()
-			continue
-		}
-		closers = append(closers, l.Close, u.Close)
-		ports = append(ports, port)
-	}
-	for _, c := range closers {
-		c()
-	}
-	return ports
 }

@@ -60,8 +60,24 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// makeDisk creates a backing file of size bytes at path with fresh metadata
+// for node id and a data area of blocks.
+func makeDisk(t testing.TB, path string, id proto.NodeID, blocks uint64, size int64) {
+	t.Helper()
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, size); err != nil {
+		t.Fatal(err)
+	}
+	if err := disk.CreateMD(path, disk.CreateOptions{Node: id, Blocks: blocks,
+		Logger: slog.New(slog.DiscardHandler)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // freePorts reserves n distinct free ports on 127.0.0.1 for TCP and UDP.
-func freePorts(t *testing.T, n int) []int {
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ports []int
 	var closers []func() error
@@ -144,17 +160,7 @@ monitor_interval = "1s"
 		t.Fatal(err)
 	}
 	for i, n := range []string{"n1", "n2"} {
-		img := filepath.Join(dir, n+".img")
-		if err := os.WriteFile(img, nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Truncate(img, 40<<20); err != nil {
-			t.Fatal(err)
-		}
-		if err := disk.CreateMD(img, disk.CreateOptions{Node: proto.NodeID(i), Blocks: testBlocks,
-			Logger: slog.New(slog.DiscardHandler)}); err != nil {
-			t.Fatal(err)
-		}
+		makeDisk(t, filepath.Join(dir, n+".img"), proto.NodeID(i), testBlocks, 40<<20)
 	}
 	c := &cluster{t: t, dir: dir, cfg: cfg, nodes: map[string]*running{}}
 	t.Cleanup(func() {
